@@ -1,0 +1,311 @@
+"""Stage 2 of AlignSAE: post-train a pretrained SAE so each ontology concept owns one latent."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from sae_lens import SAE
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from align_lens import losses
+from align_lens.ontology import Ontology
+from align_lens.sae import AlignedSAE, aligned_from_sae
+
+TERMS = ("reconstruction", "sparsity", "binding", "decorrelation", "value", "silence")
+
+
+@dataclass
+class AlignConfig:
+    """Everything Stage 2 needs besides the SAE and the ontology. Weights of 0 disable a term."""
+
+    hook_name: str | None = None  # default: sae.cfg.metadata.hook_name
+    position: str | int = "last"  # token whose activation carries the concept
+    binding: Literal["ce", "mse_onehot"] = "ce"
+    reconstruction_weight: float = 1.0
+    sparsity_weight: float | None = None  # None: the SAE's own training coefficient, else 1.0
+    binding_weight: float = 1.0
+    decorrelation_weight: float = 0.01
+    value_weight: float = 0.0
+    silence_weight: float = 1.0
+    init: Literal["diffmean", "random"] = "diffmean"
+    train_free: bool = True  # False: freeze the pretrained dictionary, train only the slots
+    epochs: int = 20
+    steps: int | None = None  # overrides epochs
+    batch_size: int = 256
+    unlabelled_batch_size: int = 256
+    lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    patience: int | None = 5  # epochs without 0.1% improvement before stopping; None: never
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    gather_batch_size: int = 128
+    progress: bool = True
+
+
+@dataclass
+class AlignHistory:
+    """Per-step loss terms (unweighted) and the weighted total."""
+
+    steps: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+    def series(self, term: str) -> list[float]:
+        return [s[term] for s in self.steps]
+
+    def plot(self):
+        """A plotly figure of every loss term against the step (log scale)."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for term in ("total", *TERMS):
+            ys = self.series(term)
+            if any(y != 0 for y in ys):
+                fig.add_scatter(y=ys, name=term, mode="lines")
+        fig.update_layout(title="Stage-2 losses", xaxis_title="step", yaxis_title="loss", yaxis_type="log")
+        return fig
+
+
+# ---- data -----------------------------------------------------------------------------------
+def _answer_targets(ontology: Ontology, model) -> tuple[Int[Tensor, " n"], list[str]]:
+    """Index of each train example's answer first token (by the model's tokenizer when given)."""
+    firsts = []
+    for e in ontology.select("train"):
+        if e.answer is None:
+            firsts.append(None)
+        elif model is not None:
+            firsts.append(model.to_str_tokens(" " + e.answer.strip(), prepend_bos=False)[0].strip())
+        else:
+            firsts.append(e.answer.split()[0])
+    vocab = sorted({a for a in firsts if a is not None})
+    lookup = {a: i for i, a in enumerate(vocab)}
+    return torch.tensor([lookup.get(a, -1) if a is not None else -1 for a in firsts]), vocab
+
+
+def _check_acts(acts: Tensor, d_in: int, what: str) -> Tensor:
+    if acts.ndim != 2 or acts.shape[1] != d_in:
+        raise ValueError(
+            f"{what} have shape {tuple(acts.shape)} but the SAE expects [n, d_in={d_in}]; "
+            "gather them at the hook the SAE was trained on."
+        )
+    if not torch.isfinite(acts).all():
+        raise ValueError(f"{what} contain NaN or inf values; check the model and its dtype.")
+    return acts
+
+
+# ---- initialisation ------------------------------------------------------------------------
+@torch.no_grad()
+def init_concept_slots(aligned: AlignedSAE, acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], how: str) -> None:
+    """Point each slot at its concept: encoder = class-mean difference, scaled so the concept's own
+    examples read ≈1 and the others ≈-1 before the ReLU; decoder = the class-mean difference."""
+    nf, nc = aligned.cfg.n_free, aligned.cfg.n_concepts
+    if how == "random":
+        aligned.W_enc[:, nf:] = torch.randn_like(aligned.W_enc[:, nf:]) * aligned.cfg.d_in**-0.5
+        aligned.W_dec[nf:] = torch.randn_like(aligned.W_dec[nf:]) * 0.01
+        return
+    if how != "diffmean":
+        raise ValueError(f"init must be 'diffmean' or 'random', got {how!r}")
+    sae_in = acts - aligned.b_dec * aligned.cfg.apply_b_dec_to_input
+    means = torch.stack([acts[labels == c].mean(0) for c in range(nc)])
+    diffs = means - means.mean(0)
+    for c in range(nc):
+        u = diffs[c] / diffs[c].norm().clamp_min(1e-8)
+        p = sae_in @ u
+        on, off = p[labels == c].mean(), p[labels != c].mean()
+        gap = (on - off).clamp_min(1e-6)
+        aligned.W_enc[:, nf + c] = 2 * u / gap
+        aligned.b_enc[nf + c] = -(on + off) / gap
+        aligned.W_dec[nf + c] = diffs[c]
+
+
+def _sparsity_weight(sae: SAE, config: AlignConfig) -> float:
+    if config.sparsity_weight is not None:
+        return config.sparsity_weight
+    details = (sae.cfg.metadata.training_architecture_details or {}) if sae.cfg.metadata else {}
+    own = getattr(sae.cfg, "l1_coefficient", None) or getattr(sae.cfg, "l0_coefficient", None)
+    return float(own or details.get("l1_coefficient") or details.get("l0_coefficient") or 1.0)
+
+
+def _freeze_pretrained(aligned: AlignedSAE) -> list:
+    """Keep the free dictionary fixed: mask the gradients of its encoder columns and decoder rows.
+    Returns the hook handles to remove after training."""
+    nf = aligned.cfg.n_free
+    col = torch.zeros(aligned.cfg.d_sae, dtype=aligned.dtype, device=aligned.device)
+    col[nf:] = 1
+    aligned.b_dec.requires_grad_(False)
+    if aligned.cfg.base_architecture == "jumprelu":
+        aligned.threshold.requires_grad_(False)
+    return [
+        aligned.W_enc.register_hook(lambda g: g * col),
+        aligned.b_enc.register_hook(lambda g: g * col),
+        aligned.W_dec.register_hook(lambda g: g * col[:, None]),
+    ]
+
+
+def _schedule(config: AlignConfig, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        if config.lr_schedule == "constant":
+            return 1.0
+        t = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return factor
+
+
+# ---- Stage 2 --------------------------------------------------------------------------------
+def align(
+    sae: SAE,
+    ontology: Ontology,
+    model=None,
+    activations: Float[Tensor, "n d_in"] | None = None,
+    labels: Int[Tensor, " n"] | None = None,
+    unlabelled: Float[Tensor, "m d_in"] | None = None,
+    config: AlignConfig | None = None,
+) -> AlignedSAE:
+    """Post-train `sae` so that each concept of `ontology` owns a dedicated latent.
+
+    Give either `model` (activations are gathered at the SAE's hook for the ontology's training
+    prompts) or `activations` (+ `labels`, default: the ontology's training labels). `unlabelled`
+    activations (e.g. every token of ordinary text) are mixed into each batch for reconstruction,
+    sparsity, and slot silence. Returns a new AlignedSAE with `.history`; `sae` is not modified.
+    """
+    config = config or AlignConfig()
+    if not ontology.select("train"):
+        raise ValueError("the ontology has no training examples; add examples with split='train'.")
+    hook = config.hook_name or (sae.cfg.metadata.hook_name if sae.cfg.metadata else None)
+    if activations is None:
+        if model is None:
+            raise ValueError("give either model= (to gather activations) or activations=.")
+        if hook is None:
+            raise ValueError("the SAE has no cfg.metadata.hook_name; pass AlignConfig(hook_name=...).")
+        from align_lens.activations import gather_activations
+
+        activations = gather_activations(
+            model, ontology.prompts("train"), hook, config.position, config.gather_batch_size, config.progress
+        )
+    labels = ontology.labels("train") if labels is None else labels
+    if len(labels) != len(activations):
+        raise ValueError(f"{len(activations)} activations but {len(labels)} labels; give one label per row.")
+    d_in = sae.cfg.d_in
+    acts = _check_acts(activations, d_in, "activations").to(config.device, getattr(torch, config.dtype))
+    labels = labels.to(config.device)
+    extra = None
+    if unlabelled is not None:
+        extra = _check_acts(unlabelled, d_in, "unlabelled activations").to(config.device, acts.dtype)
+
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    aligned = aligned_from_sae(sae, ontology.names, device=config.device).to(dtype=acts.dtype)
+    aligned.cfg.metadata.hook_name = hook
+    init_concept_slots(aligned, acts, labels, config.init)
+    frozen = [] if config.train_free else _freeze_pretrained(aligned)
+
+    heads, answers = None, None
+    if config.value_weight > 0:
+        answers, vocab = _answer_targets(ontology, model)
+        if not vocab:
+            raise ValueError("value_weight > 0 needs examples with answers; set value_weight=0 or add answers.")
+        heads = losses.ValueHeads(ontology.n_concepts, d_in, len(vocab)).to(config.device, acts.dtype)
+        answers = answers.to(config.device)
+
+    params = [p for p in aligned.parameters() if p.requires_grad]
+    params += list(heads.parameters()) if heads is not None else []
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = max(1, len(acts) // config.batch_size)
+    total = config.steps or config.epochs * per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config, total))
+    weights = {
+        "reconstruction": config.reconstruction_weight,
+        "sparsity": _sparsity_weight(sae, config),
+        "binding": config.binding_weight,
+        "decorrelation": config.decorrelation_weight,
+        "value": config.value_weight,
+        "silence": config.silence_weight if extra is not None else 0.0,
+    }
+    history = AlignHistory()
+    nf = aligned.cfg.n_free
+    best, stale, epoch_losses = math.inf, 0, []
+    bar = tqdm(total=total, desc="align (stage 2)", disable=not config.progress)
+    aligned.train()
+    step = 0
+    while step < total:
+        order = torch.randperm(len(acts), generator=gen).to(config.device)
+        for idx in order.split(config.batch_size):
+            if step >= total:
+                break
+            if len(idx) < 2:
+                continue
+            x, y = acts[idx], labels[idx]
+            if extra is not None:
+                pick = torch.randint(len(extra), (config.unlabelled_batch_size,), generator=gen).to(config.device)
+                x = torch.cat([x, extra[pick]])
+            z, pre = aligned.encode_with_hidden_pre(x)
+            x_hat = aligned.decode(z)
+            n = len(idx)
+            terms = {
+                "reconstruction": losses.reconstruction_loss(x, x_hat),
+                "sparsity": aligned.free_sparsity_loss(z, pre),
+                "binding": losses.binding_loss(z[:n, nf:], y, config.binding),
+                "decorrelation": losses.decorrelation_loss(z[:n, nf:], z[:n, :nf])
+                if weights["decorrelation"]
+                else x.new_zeros(()),
+                "value": heads.loss(x_hat[:n], y, answers[idx]) if heads is not None else x.new_zeros(()),
+                "silence": losses.silence_loss(z[n:, nf:]) if extra is not None else x.new_zeros(()),
+            }
+            loss = sum(weights[k] * v for k, v in terms.items())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"Stage-2 loss became {loss.item()} at step {step}; lower AlignConfig.lr.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            record = {k: float(v) for k, v in terms.items()} | {"total": float(loss)}
+            history.steps.append(record)
+            epoch_losses.append(record["total"])
+            step += 1
+            bar.update()
+            if step % 10 == 0:
+                bar.set_postfix(total=f"{record['total']:.3g}", bind=f"{record['binding']:.3g}", rec=f"{record['reconstruction']:.3g}")
+        mean = sum(epoch_losses) / max(1, len(epoch_losses))
+        epoch_losses = []
+        if mean < best * (1 - 1e-3):
+            best, stale = mean, 0
+        else:
+            stale += 1
+        if config.patience is not None and stale >= config.patience:
+            history.stopped_early = True
+            break
+    bar.close()
+    for handle in frozen:
+        handle.remove()
+    aligned.requires_grad_(True)
+    aligned.eval()
+    _finalise(aligned, acts, labels, config, sae, weights)
+    aligned.history = history
+    return aligned
+
+
+@torch.no_grad()
+def _finalise(aligned: AlignedSAE, acts: Tensor, labels: Tensor, config: AlignConfig, sae: SAE, weights) -> None:
+    """Record each slot's typical on-value, the Stage-2 settings and the training binding accuracy."""
+    z = torch.cat([aligned.concept_acts(chunk) for chunk in acts.split(4096)])
+    scales = [float(z[labels == c, c].mean()) for c in range(aligned.cfg.n_concepts)]
+    aligned.cfg.concept_scales = scales
+    aligned.cfg.align_config = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
+                                for k, v in asdict(config).items()} | {"weights_used": weights}
+    aligned.cfg.metrics = aligned.cfg.metrics | {
+        "binding_accuracy_train": float((z.argmax(-1) == labels).float().mean()),
+        "base_architecture": aligned.cfg.base_architecture,
+        "base_d_sae": sae.cfg.d_sae,
+    }

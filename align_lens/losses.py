@@ -1,0 +1,75 @@
+"""Stage-2 loss terms of AlignSAE. Each returns a scalar; weights are applied by the caller."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+
+def reconstruction_loss(x: Float[Tensor, "b d"], x_hat: Float[Tensor, "b d"]) -> Tensor:
+    """Squared error summed over features, mean over the batch (SAELens' convention)."""
+    return (x_hat - x).pow(2).sum(-1).mean()
+
+
+def binding_loss(z_concept: Float[Tensor, "b c"], labels: Int[Tensor, " b"], kind: str = "ce") -> Tensor:
+    """`"ce"`: cross-entropy with the slot activations as logits (paper).
+    `"mse_onehot"`: squared error to the one-hot label (official code)."""
+    if kind == "ce":
+        return F.cross_entropy(z_concept, labels)
+    if kind == "mse_onehot":
+        return F.mse_loss(z_concept, F.one_hot(labels, z_concept.shape[-1]).to(z_concept.dtype))
+    raise ValueError(f"binding loss must be 'ce' or 'mse_onehot', got {kind!r}")
+
+
+def _standardise(z: Tensor, eps: float) -> Tensor:
+    z = z - z.mean(0)
+    return z / (z.pow(2).mean(0) + eps).sqrt()
+
+
+def decorrelation_loss(
+    z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6
+) -> Tensor:
+    """‖corr(z_concept, z_free)‖²_F over the batch.
+
+    Builds only the [c, f] cross-correlation block: O(b·f + c·f) memory, never f × f.
+    A latent that is constant over the batch has zero correlation with everything.
+    """
+    corr = _standardise(z_concept, eps).T @ _standardise(z_free, eps) / z_concept.shape[0]
+    return corr.pow(2).sum()
+
+
+def naive_decorrelation_loss(z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6) -> Tensor:
+    """Reference formulation through the full (c+f) × (c+f) correlation matrix (tests and benchmarks only)."""
+    z = _standardise(torch.cat([z_concept, z_free], dim=-1), eps)
+    corr = z.T @ z / z.shape[0]
+    c = z_concept.shape[-1]
+    return corr[:c, c:].pow(2).sum()
+
+
+def silence_loss(z_concept: Float[Tensor, "b c"]) -> Tensor:
+    """Total slot activation on rows that carry no concept (slots are nonnegative, so this is L1)."""
+    return z_concept.sum(-1).mean()
+
+
+class ValueHeads(nn.Module):
+    """One linear head per concept, reading the SAE reconstruction x̂ (d_in) and predicting the
+    answer's first token among the ontology's answer tokens. The head of the example's own concept
+    is used, so the reconstruction must keep what the model needs to name that concept's answer."""
+
+    def __init__(self, n_concepts: int, d_in: int, n_answers: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_concepts, d_in, n_answers))
+        self.bias = nn.Parameter(torch.zeros(n_concepts, n_answers))
+        nn.init.normal_(self.weight, std=d_in**-0.5)
+
+    def forward(self, x_hat: Float[Tensor, "b d"], labels: Int[Tensor, " b"]) -> Float[Tensor, "b n_answers"]:
+        every = torch.einsum("bd,cdv->bcv", x_hat, self.weight) + self.bias  # b·c·v, not b·d·v
+        return every[torch.arange(len(labels), device=labels.device), labels]
+
+    def loss(self, x_hat: Tensor, labels: Tensor, answers: Int[Tensor, " b"]) -> Tensor:
+        keep = answers >= 0
+        if not keep.any():
+            return x_hat.new_zeros(())
+        return F.cross_entropy(self(x_hat[keep], labels[keep]), answers[keep])
