@@ -33,7 +33,7 @@ class AlignConfig:
     decorrelation_weight: float = 0.01
     value_weight: float = 0.0
     silence_weight: float = 1.0
-    init: Literal["diffmean", "random"] = "diffmean"
+    init: Literal["lda", "diffmean", "random"] = "lda"
     train_free: bool = True  # False: freeze the pretrained dictionary, train only the slots
     epochs: int = 20
     steps: int | None = None  # overrides epochs
@@ -53,7 +53,8 @@ class AlignConfig:
 
 @dataclass
 class AlignHistory:
-    """Per-step loss terms (unweighted) and the weighted total."""
+    """Per-step loss terms (unweighted) and the weighted total. Reconstruction and sparsity are
+    divided by the activation variance (reconstruction is then the fraction of variance unexplained)."""
 
     steps: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
@@ -104,20 +105,31 @@ def _check_acts(acts: Tensor, d_in: int, what: str) -> Tensor:
 # ---- initialisation ------------------------------------------------------------------------
 @torch.no_grad()
 def init_concept_slots(aligned: AlignedSAE, acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], how: str) -> None:
-    """Point each slot at its concept: encoder = class-mean difference, scaled so the concept's own
-    examples read ≈1 and the others ≈-1 before the ReLU; decoder = the class-mean difference."""
-    nf, nc = aligned.cfg.n_free, aligned.cfg.n_concepts
+    """Point each slot at its concept.
+
+    "lda" (default): encoder direction Σ⁻¹(μ_c − μ̄) with Σ the pooled within-concept covariance
+    (ridge 1e-3·tr Σ/d); "diffmean": direction μ_c − μ̄. Either way the column is scaled so the
+    concept's own examples read ≈1 and the others ≈-1 before the ReLU, and the decoder row is
+    μ_c − μ̄ (what the concept adds on average). "random": small random slots.
+    """
+    nf, nc, d = aligned.cfg.n_free, aligned.cfg.n_concepts, aligned.cfg.d_in
     if how == "random":
-        aligned.W_enc[:, nf:] = torch.randn_like(aligned.W_enc[:, nf:]) * aligned.cfg.d_in**-0.5
+        aligned.W_enc[:, nf:] = torch.randn_like(aligned.W_enc[:, nf:]) * d**-0.5
         aligned.W_dec[nf:] = torch.randn_like(aligned.W_dec[nf:]) * 0.01
         return
-    if how != "diffmean":
-        raise ValueError(f"init must be 'diffmean' or 'random', got {how!r}")
+    if how not in ("lda", "diffmean"):
+        raise ValueError(f"init must be 'lda', 'diffmean' or 'random', got {how!r}")
     sae_in = acts - aligned.b_dec * aligned.cfg.apply_b_dec_to_input
     means = torch.stack([acts[labels == c].mean(0) for c in range(nc)])
     diffs = means - means.mean(0)
+    directions = diffs
+    if how == "lda":
+        centred = (acts - means[labels]).double()
+        cov = centred.T @ centred / len(acts)
+        cov += torch.eye(d, dtype=cov.dtype, device=cov.device) * (1e-3 * cov.trace() / d).clamp_min(1e-8)
+        directions = torch.linalg.solve(cov, diffs.double().T).T.to(acts.dtype)
     for c in range(nc):
-        u = diffs[c] / diffs[c].norm().clamp_min(1e-8)
+        u = directions[c] / directions[c].norm().clamp_min(1e-8)
         p = sae_in @ u
         on, off = p[labels == c].mean(), p[labels != c].mean()
         gap = (on - off).clamp_min(1e-6)
@@ -232,6 +244,9 @@ def align(
         "value": config.value_weight,
         "silence": config.silence_weight if extra is not None else 0.0,
     }
+    # The base SAE's own objective (sum-of-squares MSE + its sparsity) is divided by the activation
+    # variance, so it keeps its internal balance while the supervised terms get scale-free weights.
+    variance = float((extra if extra is not None else acts).var(0).sum().clamp_min(1e-12))
     history = AlignHistory()
     nf = aligned.cfg.n_free
     best, stale, epoch_losses = math.inf, 0, []
@@ -253,10 +268,10 @@ def align(
             x_hat = aligned.decode(z)
             n = len(idx)
             terms = {
-                "reconstruction": losses.reconstruction_loss(x, x_hat),
-                "sparsity": aligned.free_sparsity_loss(z, pre),
-                "binding": losses.binding_loss(z[:n, nf:], y, config.binding),
-                "decorrelation": losses.decorrelation_loss(z[:n, nf:], z[:n, :nf])
+                "reconstruction": losses.reconstruction_loss(x, x_hat) / variance,
+                "sparsity": aligned.free_sparsity_loss(z, pre) / variance,
+                "binding": losses.binding_loss(pre[:n, nf:], y, config.binding),
+                "decorrelation": losses.decorrelation_loss(z[:n, nf:].detach(), z[:n, :nf])
                 if weights["decorrelation"]
                 else x.new_zeros(()),
                 "value": heads.loss(x_hat[:n], y, answers[idx]) if heads is not None else x.new_zeros(()),
@@ -270,7 +285,7 @@ def align(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            record = {k: float(v) for k, v in terms.items()} | {"total": float(loss)}
+            record = {k: v.item() for k, v in terms.items()} | {"total": loss.item()}
             history.steps.append(record)
             epoch_losses.append(record["total"])
             step += 1

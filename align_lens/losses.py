@@ -13,13 +13,20 @@ def reconstruction_loss(x: Float[Tensor, "b d"], x_hat: Float[Tensor, "b d"]) ->
     return (x_hat - x).pow(2).sum(-1).mean()
 
 
-def binding_loss(z_concept: Float[Tensor, "b c"], labels: Int[Tensor, " b"], kind: str = "ce") -> Tensor:
-    """`"ce"`: cross-entropy with the slot activations as logits (paper).
-    `"mse_onehot"`: squared error to the one-hot label (official code)."""
+def binding_loss(pre_concept: Float[Tensor, "b c"], labels: Int[Tensor, " b"], kind: str = "ce") -> Tensor:
+    """Binding over the concept slots, read before their ReLU so a silent true slot still gets a gradient.
+
+    `"ce"`: cross-entropy with the slot pre-activations as logits (the paper's linear logits) plus a
+    fixed zero logit for "no concept", so the true slot must be positive (active after its ReLU) to win.
+    `"mse_onehot"`: squared error of the slot values to the one-hot label (official code); the true
+    slot is compared through its pre-activation, the others through their ReLU.
+    """
     if kind == "ce":
-        return F.cross_entropy(z_concept, labels)
+        return F.cross_entropy(F.pad(pre_concept, (0, 1)), labels)
     if kind == "mse_onehot":
-        return F.mse_loss(z_concept, F.one_hot(labels, z_concept.shape[-1]).to(z_concept.dtype))
+        onehot = F.one_hot(labels, pre_concept.shape[-1]).to(pre_concept.dtype)
+        values = torch.where(onehot.bool(), pre_concept, pre_concept.relu())
+        return F.mse_loss(values, onehot)
     raise ValueError(f"binding loss must be 'ce' or 'mse_onehot', got {kind!r}")
 
 
@@ -34,7 +41,9 @@ def decorrelation_loss(
     """‖corr(z_concept, z_free)‖²_F over the batch.
 
     Builds only the [c, f] cross-correlation block: O(b·f + c·f) memory, never f × f.
-    A latent that is constant over the batch has zero correlation with everything.
+    A latent that is constant over the batch has zero correlation with everything. `align` passes
+    the concept side detached, so the term moves concept evidence out of the free latents and
+    cannot be lowered by silencing the slots.
     """
     corr = _standardise(z_concept, eps).T @ _standardise(z_free, eps) / z_concept.shape[0]
     return corr.pow(2).sum()

@@ -1,0 +1,138 @@
+import pytest
+import torch
+from sae_lens import SAE, StandardSAE, StandardSAEConfig
+
+from align_lens import AlignConfig, AlignedSAE, Ontology, align, gather_activations, gather_token_activations, pretrain_sae
+
+HOOK = "blocks.1.hook_resid_post"
+FAST = dict(epochs=30, batch_size=32, progress=False, patience=None)
+E2E = dict(epochs=3, batch_size=128, progress=False)
+
+
+def _random_sae(d_in=32, d_sae=64):
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    sae.cfg.metadata.hook_name = HOOK
+    return sae
+
+
+def _blobs(n=60, c=3, d=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(c, d, generator=g) * 3
+    y = torch.arange(c).repeat_interleave(n)
+    return centres[y] + torch.randn(len(y), d, generator=g), y
+
+
+def _onto(y, names=("a", "b", "c")):
+    return Ontology.from_records([dict(prompt=f"p{i}", concept=names[int(v)]) for i, v in enumerate(y)], list(names))
+
+
+def test_end_to_end_on_a_random_transformer(tiny_model, tiny_ontology, tmp_path):
+    """Stage 1 + Stage 2 on a random 2-layer model: held-out binding 1.0, reconstruction kept, reload."""
+    text = [e.prompt.removesuffix(" A:") for e in tiny_ontology.select("train")]  # no concept-bearing A: position
+    tokens = gather_token_activations(tiny_model, text, HOOK)
+    stage1 = pretrain_sae(tokens, d_sae=128, architecture="topk", k=8, steps=150, batch_size=128, hook_name=HOOK, model_name="tiny")
+    aligned = align(stage1, tiny_ontology, model=tiny_model, unlabelled=tokens, config=AlignConfig(**E2E))
+
+    held = gather_activations(tiny_model, tiny_ontology.prompts("heldout"), HOOK)
+    acc = (aligned.concept_acts(held).argmax(-1) == tiny_ontology.labels("heldout")).float().mean().item()
+    assert acc == 1.0
+
+    mse = lambda sae: (sae(tokens) - tokens).pow(2).sum(-1).mean().item()  # noqa: E731
+    assert mse(aligned) <= 1.25 * mse(stage1)  # stated margin: within 25% of the Stage-1 SAE
+
+    aligned.save_model(tmp_path / "aligned")
+    back = SAE.load_from_disk(tmp_path / "aligned")
+    assert isinstance(back, AlignedSAE) and back.cfg.concept_names == tiny_ontology.names
+    torch.testing.assert_close(back.concept_acts(held), aligned.concept_acts(held))
+    assert back.cfg.metadata.hook_name == HOOK and back.cfg.metrics["binding_accuracy_train"] == 1.0
+
+
+def test_input_sae_untouched_and_history_terms():
+    x, y = _blobs()
+    sae = _random_sae()
+    before = {k: v.clone() for k, v in sae.state_dict().items()}
+    aligned = align(sae, _onto(y), activations=x, unlabelled=torch.randn(200, 32), config=AlignConfig(**FAST))
+    assert all(torch.equal(before[k], v) for k, v in sae.state_dict().items())
+    step = aligned.history.steps[-1]
+    assert set(step) == {"reconstruction", "sparsity", "binding", "decorrelation", "value", "silence", "total"}
+    assert aligned.history.series("reconstruction")[-1] < aligned.history.series("reconstruction")[0]
+    assert len(aligned.history.plot().data) >= 4
+    assert (aligned.concept_acts(x).argmax(-1) == y).float().mean() == 1.0
+
+
+def test_same_seed_same_numbers():
+    x, y = _blobs()
+    sae = _random_sae()
+    run = lambda seed: align(sae, _onto(y), activations=x, config=AlignConfig(**FAST, seed=seed))  # noqa: E731
+    a, b, c = run(0), run(0), run(1)
+    assert a.history.series("total") == b.history.series("total")
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert a.history.series("total") != c.history.series("total")
+
+
+def test_frozen_free_latents_stay_fixed():
+    x, y = _blobs()
+    sae = _random_sae()
+    aligned = align(sae, _onto(y), activations=x, config=AlignConfig(**FAST, train_free=False))
+    assert torch.equal(aligned.W_enc[:, :64], sae.W_enc) and torch.equal(aligned.W_dec[:64], sae.W_dec)
+    assert torch.equal(aligned.b_dec, sae.b_dec)
+    assert not torch.equal(aligned.W_enc[:, 64:], torch.zeros(32, 3))
+    assert all(p.requires_grad for p in aligned.parameters())  # freezing is undone afterwards
+
+
+@pytest.mark.parametrize("binding", ["ce", "mse_onehot"])
+@pytest.mark.parametrize("init", ["diffmean", "random"])
+def test_binding_kinds_and_inits_learn(binding, init):
+    x, y = _blobs()
+    cfg = AlignConfig(**{**FAST, "epochs": 80}, lr=3e-3, binding=binding, init=init)
+    aligned = align(_random_sae(), _onto(y), activations=x, config=cfg)
+    assert (aligned.concept_acts(x).argmax(-1) == y).float().mean() == 1.0
+
+
+def test_value_heads_are_trained_when_weighted():
+    x, y = _blobs()
+    recs = [dict(prompt=f"p{i}", concept="abc"[int(v)], answer=f"ans{i % 4}") for i, v in enumerate(y)]
+    aligned = align(_random_sae(), Ontology.from_records(recs, ["a", "b", "c"]), activations=x, config=AlignConfig(**FAST, value_weight=0.5))
+    values = aligned.history.series("value")
+    assert values[0] > 0 and values[-1] < values[0]
+    with pytest.raises(ValueError, match="answers"):
+        align(_random_sae(), _onto(y), activations=x, config=AlignConfig(**FAST, value_weight=0.5))
+
+
+def test_early_stop_on_plateau():
+    x, y = _blobs()
+    cfg = AlignConfig(epochs=500, batch_size=64, lr=1e-6, warmup_steps=0, lr_schedule="constant", patience=2, progress=False)
+    aligned = align(_random_sae(), _onto(y), activations=x, config=cfg)
+    assert aligned.history.stopped_early and len(aligned.history.steps) < 500 * 2
+
+
+def test_bad_inputs_have_clear_errors():
+    x, y = _blobs()
+    onto = _onto(y)
+    with pytest.raises(ValueError, match=r"d_in=32"):
+        align(_random_sae(), onto, activations=torch.randn(len(y), 16))
+    bad = x.clone()
+    bad[3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        align(_random_sae(), onto, activations=bad)
+    with pytest.raises(ValueError, match="one label per row"):
+        align(_random_sae(), onto, activations=x[:10])
+    with pytest.raises(ValueError, match="model= .* or activations="):
+        align(_random_sae(), onto)
+    empty = Ontology(["a", "b"])
+    with pytest.raises(ValueError, match="no training examples"):
+        align(_random_sae(), empty, activations=x)
+
+
+def test_pretrain_resumes_from_checkpoint(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(2048, 8, generator=g) < 0.2).float() @ torch.randn(8, 16, generator=g)  # sparse codes
+    full = pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3)
+    again = pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3)
+    assert all(torch.equal(full.state_dict()[k], again.state_dict()[k]) for k in full.state_dict())
+    ck = tmp_path / "ck"
+    pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3, checkpoint_dir=ck, n_checkpoints=1)
+    assert list(ck.glob("*/trainer_state.pt"))
+    resumed = pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3, checkpoint_dir=ck, n_checkpoints=1)
+    ev = lambda s: 1 - (s(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # noqa: E731
+    assert ev(resumed) > 0.8 * ev(full) and ev(full) > 0.5 and type(resumed).__name__ == "TopKSAE"

@@ -1,0 +1,62 @@
+"""Layer sweep, ablations and figure builders (small settings; the full sweep is marked slow)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+
+from align_lens import AlignConfig, figures, studies
+from align_lens.evals import binding_metrics
+from align_lens.interventions import evaluate_swaps
+
+from test_interventions import one_thread, trained  # noqa: F401  (shared fixtures)
+
+TINY_STAGE1 = {"steps": 100, "batch_size": 256, "k": 8}
+TINY_ALIGN = AlignConfig(epochs=3, progress=False)
+TINY_SWAP = {"alphas": (1.0, 2.0), "max_items": 2}
+
+
+def test_layer_sweep_small(trained):
+    model, ont = trained["model"], trained["ontology"]
+    hooks = ["blocks.0.hook_resid_pre", trained["hook"]]
+    out = studies.layer_sweep(model, ont, hooks, TINY_STAGE1, TINY_ALIGN, TINY_SWAP, keep_saes=True)
+    rows = out["table"]
+    assert [r["hook"] for r in rows] == hooks and set(out["saes"]) == set(hooks)
+    for key in ("binding_train", "binding_heldout", "stage1_binding_heldout", "explained_variance", "swap_exact_best"):
+        assert all(key in r for r in rows)
+    assert rows[1]["binding_heldout"] > 0.9  # the relation is readable mid-network
+    fig = figures.layer_sweep_figure(out)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 5
+
+
+def test_ablations_small(trained):
+    rows = studies.ablations(trained["model"], trained["ontology"], trained["hook"], TINY_STAGE1, TINY_ALIGN,
+                             swap_kwargs=False, variants=["full", "no decorrelation", "no stage 1 (random SAE)"])  # fmt: skip
+    assert [r["variant"] for r in rows] == ["full", "no decorrelation", "no stage 1 (random SAE)"]
+    assert all(0 <= r["binding_train"] <= 1 and "explained_variance" in r for r in rows)
+    with pytest.raises(ValueError):
+        studies.ablations(trained["model"], trained["ontology"], trained["hook"], variants=["nope"])
+
+
+def test_figures_build(trained):
+    al, ont = trained["aligned"], trained["ontology"]
+    b = binding_metrics(al.concept_acts(trained["heldout_acts"]).detach(), ont.labels("heldout"), ont.names)
+    assert isinstance(figures.binding_heatmap(b["confusion"], ont.names), go.Figure)
+    assert isinstance(figures.binding_heatmap(b, ont.names, normalize=False), go.Figure)
+    assert isinstance(figures.loss_curves(al.history), go.Figure)
+    res = evaluate_swaps(trained["model"], al, ont.select("heldout"), alphas=(0.5, 2.0), max_items=2, lookup=ont)
+    fig = figures.swap_by_alpha(res)
+    assert len(fig.data) == 5  # three scorers + kept + type
+    assert len(figures.swap_by_alpha({"delta": res, "again": res.to_dict()}).data) == 2
+    pm = figures.swap_pair_matrix(res, ont.names)
+    assert pm.data[0].z.shape == (6, 6)
+
+
+@pytest.mark.slow
+def test_full_layer_sweep_and_ablations(trained):
+    model, ont = trained["model"], trained["ontology"]
+    sweep = studies.layer_sweep(model, ont)
+    assert len(sweep["table"]) == model.cfg.n_layers + 1
+    assert max(r["binding_heldout"] for r in sweep["table"]) > 0.95
+    rows = studies.ablations(model, ont, trained["hook"])
+    assert [r["variant"] for r in rows] == list(studies.ABLATIONS)
