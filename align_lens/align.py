@@ -175,6 +175,32 @@ def _schedule(config: AlignConfig, total: int) -> Callable[[int], float]:
 
 
 # ---- Stage 2 --------------------------------------------------------------------------------
+def stage2_terms(
+    aligned: AlignedSAE,
+    x: Float[Tensor, "b d_in"],
+    labels: Int[Tensor, " n"],
+    binding: str = "ce",
+    variance: float = 1.0,
+    heads: losses.ValueHeads | None = None,
+    answers: Int[Tensor, " n"] | None = None,
+    decorrelation: Callable[[Tensor, Tensor], Tensor] = losses.decorrelation_loss,
+) -> dict[str, Tensor]:
+    """Unweighted loss terms for one batch: the first len(labels) rows of `x` are labelled,
+    the rest unlabelled."""
+    n, nf = len(labels), aligned.cfg.n_free
+    z, pre = aligned.encode_with_hidden_pre(x)
+    x_hat = aligned.decode(z)
+    zero = x.new_zeros(())
+    return {
+        "reconstruction": losses.reconstruction_loss(x, x_hat) / variance,
+        "sparsity": aligned.free_sparsity_loss(z, pre) / variance,
+        "binding": losses.binding_loss(pre[:n, nf:], labels, binding),
+        "decorrelation": decorrelation(z[:n, nf:].detach(), z[:n, :nf]),
+        "value": heads.loss(x_hat[:n], labels, answers) if heads is not None else zero,
+        "silence": losses.silence_loss(z[n:, nf:]) if len(x) > n else zero,
+    }
+
+
 def align(
     sae: SAE,
     ontology: Ontology,
@@ -248,7 +274,6 @@ def align(
     # variance, so it keeps its internal balance while the supervised terms get scale-free weights.
     variance = float((extra if extra is not None else acts).var(0).sum().clamp_min(1e-12))
     history = AlignHistory()
-    nf = aligned.cfg.n_free
     best, stale, epoch_losses = math.inf, 0, []
     bar = tqdm(total=total, desc="align (stage 2)", disable=not config.progress)
     aligned.train()
@@ -264,19 +289,7 @@ def align(
             if extra is not None:
                 pick = torch.randint(len(extra), (config.unlabelled_batch_size,), generator=gen).to(config.device)
                 x = torch.cat([x, extra[pick]])
-            z, pre = aligned.encode_with_hidden_pre(x)
-            x_hat = aligned.decode(z)
-            n = len(idx)
-            terms = {
-                "reconstruction": losses.reconstruction_loss(x, x_hat) / variance,
-                "sparsity": aligned.free_sparsity_loss(z, pre) / variance,
-                "binding": losses.binding_loss(pre[:n, nf:], y, config.binding),
-                "decorrelation": losses.decorrelation_loss(z[:n, nf:].detach(), z[:n, :nf])
-                if weights["decorrelation"]
-                else x.new_zeros(()),
-                "value": heads.loss(x_hat[:n], y, answers[idx]) if heads is not None else x.new_zeros(()),
-                "silence": losses.silence_loss(z[n:, nf:]) if extra is not None else x.new_zeros(()),
-            }
+            terms = stage2_terms(aligned, x, y, config.binding, variance, heads, answers[idx] if heads is not None else None)
             loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"Stage-2 loss became {loss.item()} at step {step}; lower AlignConfig.lr.")
