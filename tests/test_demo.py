@@ -1,0 +1,74 @@
+import json
+from html.parser import HTMLParser
+
+import pytest
+from sae_lens import SAE
+
+from align_lens import AlignConfig, AlignedSAE
+from align_lens.cli import build_parser, main
+from align_lens.demo import DemoConfig, run_demo
+
+REDUCED = dict(n_people=40, d_sae=256, k=8, stage1_steps=60, stage1_batch_size=256,
+               align=AlignConfig(epochs=2, batch_size=128), alphas=(1.0, 2.0), swap_items=4, task_items=24, progress=False)  # fmt: skip
+
+
+class _Checker(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack, self.tags = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        if tag not in ("meta", "br", "img", "input", "link"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}>"
+        self.stack.pop()
+
+
+def test_reduced_demo_writes_every_output(tmp_path):
+    out = tmp_path / "demo"
+    record = run_demo(DemoConfig(out_dir=str(out), **REDUCED))
+    for f in ["aligned_sae/cfg.json", "aligned_sae/sae_weights.safetensors", "aligned_sae/ontology.json",
+              "stage1_sae/cfg.json", "results.json", "report.html"]:  # fmt: skip
+        assert (out / f).is_file(), f
+    assert not (tmp_path / "demo.partial").exists()
+    sae = SAE.load_from_disk(out / "aligned_sae")
+    assert isinstance(sae, AlignedSAE) and len(sae.cfg.concept_names) == 6
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["summary"] == record["summary"] and 0 <= saved["summary"]["binding_heldout"] <= 1
+    page = (out / "report.html").read_text()
+    checker = _Checker()
+    checker.feed(page)
+    assert not checker.stack and {"html", "table", "script"} <= checker.tags
+    assert page.count("Plotly.newPlot") >= 4 and "cdn.plot.ly" not in page  # figures inline, works offline
+
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run_demo(DemoConfig(out_dir=str(out), **REDUCED))
+    assert (out / "report.html").read_text() == page  # nothing already saved was lost
+
+
+@pytest.mark.parametrize("command", ["demo", "train-base", "pretrain", "align", "eval", "publish"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_cli_reports_clear_errors(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep").write_text("precious")
+    assert main(["align", "--sae", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "x" / "keep").read_text() == "precious"
+    assert build_parser().parse_args(["demo"]).hook == "blocks.1.hook_resid_post"
+
+
+@pytest.mark.slow
+def test_full_demo(tmp_path):
+    record = run_demo(DemoConfig(out_dir=str(tmp_path / "full"), progress=False))
+    s = record["summary"]
+    assert s["binding_heldout"] >= 0.95 and s["binding_train"] >= 0.99
+    assert s["swap_exact_best"] >= 0.5
