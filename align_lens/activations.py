@@ -229,3 +229,11 @@ def load_model(path: str | Path, device: str = "cpu") -> HookedSAETransformer:
     model = build_model(cfg, tokenizer=tokenizer, device=device)
     model.load_state_dict(load_file(path / MODEL_WEIGHTS, device=device), strict=True)
     return model.eval()
+
+
+def act_patch_resid_pre(model: HookedTransformer, corrupted_tokens: Tensor, clean_cache, metric) -> Tensor:
+    """TransformerLens' per-layer, per-position residual patching (`patching.get_act_patch_resid_pre`)."""
+    with quiet():
+        from transformer_lens import patching
+
+        return patching.get_act_patch_resid_pre(model, corrupted_tokens, clean_cache, metric)

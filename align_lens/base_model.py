@@ -65,7 +65,10 @@ def pack_epoch(
 def batches(
     world: BioWorld, tokenizer, seed: int, n_ctx: int, batch_size: int, epoch: int = 0, batch: int = 0
 ) -> Iterator[tuple[int, int, Int[Tensor, "b n_ctx"], Bool[Tensor, "b n_ctx"]]]:
-    """Endless (epoch, batch index, tokens, target mask) stream, starting at (`epoch`, `batch`); last partial batch dropped."""
+    """Endless (epoch, batch index, tokens, target mask) stream from (`epoch`, `batch`) on.
+
+    Each epoch is packed by `pack_epoch`; its last partial batch is dropped.
+    """
     while True:
         tokens, target = pack_epoch(world, tokenizer, epoch, seed, n_ctx)
         for b in range(batch, len(tokens) // batch_size):
@@ -142,7 +145,7 @@ def train_base_model(
     d_head: int = 32,
     d_mlp: int = 512,
     n_ctx: int = 128,
-    steps: int = 3000,
+    steps: int = 2000,
     lr: float = 2e-3,
     min_lr_frac: float = 0.1,
     warmup: int = 200,
@@ -163,68 +166,80 @@ def train_base_model(
 
     Writes the model (`save_model` format), `world.json`, `train_log.jsonl` (periodic evals on the first
     `eval_people` people) and `eval.json` (all people) into `out_dir`, and returns the model. The same seed
-    gives the same weights, also across an interruption. `keep_checkpoints=False` deletes the checkpoint
-    folder once training is done.
+    gives the same weights, also across an interruption (bit-identical for the same `threads`).
+    `keep_checkpoints=False` deletes the checkpoint folder once training is done. `threads` applies to this
+    call only.
     """
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    out = Path(out_dir)
-    ckpt_dir = out / CHECKPOINT_DIR
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    world.save(out / WORLD_FILE)
-    tokenizer = build_tokenizer(world.vocabulary(), out / "tokenizer")
-    cfg = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, n_ctx=n_ctx,
-               d_vocab=len(tokenizer), act_fn="gelu", normalization_type="LN")  # fmt: skip
-    torch.manual_seed(seed)
-    model = build_model(cfg, tokenizer=tokenizer, device=device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-    meta = {"cfg": cfg, "world": world.params(), "seed": seed, "steps": steps, "batch_size": batch_size}
-    step, epoch, batch = 0, 0, 0
+    try:
+        out = Path(out_dir)
+        ckpt_dir = out / CHECKPOINT_DIR
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        world.save(out / WORLD_FILE)
+        tokenizer = build_tokenizer(world.vocabulary(), out / "tokenizer")
+        cfg = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, n_ctx=n_ctx,
+                   d_vocab=len(tokenizer), act_fn="gelu", normalization_type="LN")  # fmt: skip
+        torch.manual_seed(seed)
+        model = build_model(cfg, tokenizer=tokenizer, device=device)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+        meta = {"cfg": cfg, "world": world.params(), "seed": seed, "steps": steps, "batch_size": batch_size}
+        step, epoch, batch = _load_checkpoint(ckpt_dir, model, opt, meta, device) if resume else (0, 0, 0)
+        if step == 0:
+            (out / LOG_FILE).unlink(missing_ok=True)
+        data = batches(world, tokenizer, seed, n_ctx, batch_size, epoch, batch)
+        bar = tqdm(total=steps, initial=step, desc="base model", disable=not progress)
+        model.train()
+        t0 = time.time()
+        while step < steps:
+            epoch, batch, tokens, target = next(data)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps, lr, warmup, min_lr_frac)
+            loss = masked_loss(model, tokens.to(device), target.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            if step % eval_every == 0 or step == steps:
+                model.eval()
+                acc = evaluate_splits(model, world, eval_people)
+                model.train()
+                row = {"step": step, "loss": loss.item(), "wall_s": round(time.time() - t0, 1), **acc}
+                with open(out / LOG_FILE, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                bar.set_postfix(loss=f"{loss.item():.3f}", train=f"{acc['train']['all']['full']:.3f}",
+                                heldout=f"{acc['heldout']['all']['full']:.3f}")  # fmt: skip
+            if step % checkpoint_every == 0 or step == steps:
+                _save_checkpoint(ckpt_dir, model, opt, meta, step, epoch, batch)
+        bar.close()
+        model.eval()
+        save_model(model, out)
+        (out / EVAL_FILE).write_text(json.dumps(evaluate_splits(model, world), indent=1))
+        if not keep_checkpoints:
+            shutil.rmtree(ckpt_dir)
+        return model
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _load_checkpoint(ckpt_dir: Path, model, opt, meta: dict, device: str) -> tuple[int, int, int]:
+    """Restore the newest checkpoint into `model` and `opt`; return (step, epoch, next batch), or zeros if none."""
     ckpts = sorted(ckpt_dir.glob("step_*.pt"))
-    if resume and ckpts:
-        state = torch.load(ckpts[-1], map_location=device, weights_only=False)
-        if json.loads(json.dumps(state["meta"])) != json.loads(json.dumps(meta)):
-            raise ValueError(
-                f"checkpoint {ckpts[-1]} was written by a run with other settings ({state['meta']}); "
-                f"pass resume=False or use another out_dir."
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        step, epoch, batch = state["step"], state["epoch"], state["batch"] + 1
-    data = batches(world, tokenizer, seed, n_ctx, batch_size, epoch, batch)
-    bar = tqdm(total=steps, initial=step, desc="base model", disable=not progress)
-    model.train()
-    t0 = time.time()
-    while step < steps:
-        epoch, batch, tokens, target = next(data)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup, min_lr_frac)
-        loss = masked_loss(model, tokens.to(device), target.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        opt.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
-        if step % eval_every == 0 or step == steps:
-            model.eval()
-            acc = evaluate_splits(model, world, eval_people)
-            model.train()
-            row = {"step": step, "loss": loss.item(), "wall_s": round(time.time() - t0, 1), **acc}
-            with open(out / LOG_FILE, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            bar.set_postfix(loss=f"{loss.item():.3f}", train=f"{acc['train']['all']['full']:.3f}",
-                            heldout=f"{acc['heldout']['all']['full']:.3f}")  # fmt: skip
-        if step % checkpoint_every == 0 or step == steps:
-            _save_checkpoint(ckpt_dir, model, opt, meta, step, epoch, batch)
-    bar.close()
-    model.eval()
-    save_model(model, out)
-    (out / EVAL_FILE).write_text(json.dumps(evaluate_splits(model, world), indent=1))
-    if not keep_checkpoints:
-        shutil.rmtree(ckpt_dir)
-    return model
+    if not ckpts:
+        return 0, 0, 0
+    state = torch.load(ckpts[-1], map_location=device, weights_only=False)
+    if json.loads(json.dumps(state["meta"])) != json.loads(json.dumps(meta)):
+        raise ValueError(
+            f"checkpoint {ckpts[-1]} was written by a run with other settings ({state['meta']}); "
+            "pass resume=False or use another out_dir."
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["epoch"], state["batch"] + 1
 
 
 def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: int, batch: int, keep: int = 2) -> None:

@@ -45,7 +45,8 @@ def cmd_train_base(a: argparse.Namespace) -> int:
     from align_lens.worlds.bio import make_world
 
     world = make_world(n_people=a.n_people, seed=a.world_seed)
-    model = train_base_model(world, a.out, steps=a.steps, seed=a.seed, device=a.device)
+    model = train_base_model(world, a.out, steps=a.steps, seed=a.seed, device=a.device, threads=a.threads,
+                             keep_checkpoints=not a.drop_checkpoints)  # fmt: skip
     print(json.dumps(evaluate_splits(model, world), indent=1))
     return 0
 
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=2000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=1, help="torch threads (the shipped model used 1)")
+    t.add_argument("--drop-checkpoints", action="store_true", help="delete checkpoints once training ends")
     t.set_defaults(func=cmd_train_base)
 
     s = sub.add_parser("pretrain", help="Stage 1: train an ordinary SAE with SAELens on all token positions")

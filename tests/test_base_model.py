@@ -18,7 +18,7 @@ from align_lens.worlds.bio import RELATIONS, make_world
 from align_lens.worlds.tokenizer import build_tokenizer
 
 TINY = dict(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64, batch_size=8, warmup=5,
-            checkpoint_every=10, eval_every=30, eval_people=10, progress=False)  # fmt: skip
+            checkpoint_every=10, eval_every=30, eval_people=10, threads=1, progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,16 @@ def test_resume_with_other_settings_raises(tiny_run, tmp_path):
         train_base_model(world, tmp_path, steps=30, seed=1, **TINY)
 
 
-def test_shipped_model_answers_train_and_heldout_questions():
+@pytest.fixture
+def one_thread():
+    """A tiny model on a shared CPU runs faster on one thread than on two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_shipped_model_answers_train_and_heldout_questions(one_thread):
     model, world = load_base_model(), load_base_world()
     for split, floor in (("train", 0.99), ("heldout", 0.95)):
         acc = evaluate_base_model(model, world, split, n_people=100)

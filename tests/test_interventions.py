@@ -190,19 +190,21 @@ def test_hooks_agree_with_batched_decoder(trained):
 
 def test_evaluate_swaps_on_trained_model(trained):
     model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
-    res = iv.evaluate_swaps(model, al, ont.select("heldout"), alphas=(0.0, 2.0), max_items=4, lookup=ont)
+    res = iv.evaluate_swaps(model, al, ont.select("heldout"), alphas=(0.0, 1.0), max_items=4, lookup=ont)
     c = len(ont.names)
     assert res.counts["n_items"] == 4 * c
     assert res.counts["n_trials"] + res.counts["skipped_same_answer"] + res.counts["skipped_missing"] == 4 * c * (c - 1)
     assert res.clean_accuracy > 0.9
-    assert res.success["exact"][1] > 0.5 and res.success["exact"][1] > res.success["exact"][0]
-    assert res.type_target[1] >= res.success["exact"][1]
+    assert res.success["exact"][1] > 0.3 and res.success["exact"][1] > res.success["exact"][0] + 0.2
+    assert res.type_target[1] >= res.success["exact"][1] and res.kept_source[1] < 0.2
     for s in iv.SCORERS:
         assert len(res.success[s]) == 2 and len(res.pair[s][0]) == c
         assert res.success["lenient"][1] >= res.success["exact"][1]
     assert all(torch.isnan(torch.tensor(res.pair["exact"][1][i][i])) for i in range(c))
-    assert res.examples and set(res.examples[0]["outputs"]) == {0.0, 2.0}
-    assert res.best("exact")[0] == 2.0
+    assert res.examples and set(res.examples[0]["outputs"]) == {0.0, 1.0}
+    assert res.best("exact")[0] == 1.0
+    paper = iv.evaluate_swaps(model, al, ont.select("heldout"), alphas=(1.0,), mode="paper", max_items=4, lookup=ont)
+    assert paper.success["exact"][0] > 0.3 and paper.mode == "paper"
     d = res.to_dict()
     assert d["mode"] == "delta" and len(res.table()) == 2
 
@@ -211,12 +213,16 @@ def test_patch_slots_moves_the_relation(trained):
     model, al = trained["model"], trained["aligned"]
     lookup = iv.answer_lookup(trained["ontology"])
     held = trained["ontology"].select("heldout")
-    bases = [e for e in held if e.concept == "UNIVERSITY"][:4]
-    sources = [e for e in held if e.concept == "WORK_CITY" and e.entity != bases[0].entity][:4]
+    bases = [e for e in held if e.concept == "UNIVERSITY"][:8]
+    sources = [e for e in held if e.concept == "MAJOR" and e.entity not in {b.entity for b in bases}][:8]
     out = iv.patch_slots(model, al, [e.prompt for e in bases], [e.prompt for e in sources])
     assert out["base"] == [e.answer for e in bases]
-    want = [lookup[(e.entity, "WORK_CITY")] for e in bases]
-    assert sum(p == w for p, w in zip(out["patched"], want)) >= 3
+    want = [lookup[(e.entity, "MAJOR")] for e in bases]
+    majors = {a for (_, c), a in lookup.items() if c == "MAJOR"}
+    assert sum(p != b for p, b in zip(out["patched"], out["base"])) >= 6  # the answer moves away from UNIVERSITY
+    assert sum(p in majors for p in out["patched"]) >= 6  # to a major (the source's relation)
+    assert sum(p == w for p, w in zip(out["patched"], want)) >= 4  # mostly the base person's own major
+    assert len(out["source_slots"]) == 8 and len(out["source_slots"][0]) == 6
     single = iv.patch_slots(model, al, [bases[0].prompt], [bases[0].prompt], concept="UNIVERSITY")
     assert single["patched"] == single["base"]  # copying a slot onto itself changes nothing
 
@@ -224,7 +230,7 @@ def test_patch_slots_moves_the_relation(trained):
 def test_ravel_scores(trained):
     r = iv.ravel_scores(trained["model"], trained["aligned"], trained["ontology"].select("heldout"),
                         lookup=trained["ontology"], max_items=3)  # fmt: skip
-    assert r["cause"] > 0.5 and r["isolation"] > 0.8 and r["entity_leak"] < 0.2
+    assert r["cause"] > 0.3 and r["isolation"] > 0.8 and r["entity_leak"] < 0.2
     assert r["n_isolation"] == 3 * 6 and 0 < r["n_cause"] <= 3 * 6 * 5
 
 

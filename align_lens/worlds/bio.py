@@ -246,7 +246,8 @@ class BioWorld:
         words = {w for t in _all_fixed_text() for w in t.split()} - {"{n}", "{v}"}
         words |= {w for p in self.people for w in p.name.split()}
         words |= {w for p in self.people for v in p.attrs.values() for w in v.split()}
-        words |= {str(d) for d in range(1, self.max_day + 1)} | {str(y) for y in range(self.years[0], self.years[1] + 1)}
+        words |= {str(d) for d in range(1, self.max_day + 1)}
+        words |= {str(y) for y in range(self.years[0], self.years[1] + 1)}
         return sorted(words)
 
     # ---- ontology ------------------------------------------------------------------------

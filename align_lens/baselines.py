@@ -1,0 +1,261 @@
+"""Baselines for concept binding and swapping, run under the same protocol as aligned slots.
+
+* `stage1_best_latents`: the unsupervised (Stage-1) SAE's best single latent per concept, matched one-to-one by
+  the Hungarian algorithm over all latents on a selectivity score; binding = argmax over the matched latents;
+  swap = zero A's latent and set B's latent (delta edit, `interventions.LatentEditor`).
+* `diffmean_directions`: class means; swap h ← h + α(mean_B − mean_A) (`interventions.DirectionEditor`).
+* `linear_probe`: multinomial logistic regression on the activations (the binding upper bound).
+* `compare_baselines`: all of them next to the aligned slots, in binding, swap and fidelity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from align_lens.evals import binding_metrics, fidelity, fragmentation, hungarian
+from align_lens.interventions import DirectionEditor, LatentEditor, SlotEditor, evaluate_swaps
+from align_lens.ontology import Ontology
+
+
+@torch.no_grad()
+def _encode(sae, acts: Tensor, batch_size: int = 4096) -> Tensor:
+    dev = sae.W_dec.device
+    return torch.cat([sae.encode(c.to(dev, sae.dtype)).float().cpu() for c in acts.split(batch_size)])
+
+
+@torch.no_grad()
+def stage1_best_latents(
+    sae,
+    acts: Float[Tensor, "n d_in"],
+    labels: Int[Tensor, " n"],
+    names: Sequence[str] | None = None,
+    heldout_acts: Float[Tensor, "m d_in"] | None = None,
+    heldout_labels: Int[Tensor, " m"] | None = None,
+) -> dict[str, Any]:
+    """Best single latent of an unsupervised SAE for each concept.
+
+    Selectivity of latent j for concept c = (mean_j on c − mean_j on the other concepts) / (std_j + 1e-6), over
+    every latent. Concepts are matched one-to-one to latents by `linear_sum_assignment` on that score; binding
+    accuracy is argmax over the matched latents. Returns {latents, scores (matched selectivity), best_unmatched
+    (each concept's own best latent), scales (mean activation of the matched latent on its concept), binding
+    (train), binding_heldout (if given), fragmentation (over all latents, with the matched latents as "slots")}.
+    """
+    y = labels.long().cpu()
+    c = int(y.max()) + 1 if names is None else len(names)
+    names = list(names) if names is not None else [str(i) for i in range(c)]
+    z = _encode(sae, acts)
+    means = torch.stack([z[y == i].mean(0) for i in range(c)])  # c x d_sae
+    off = torch.stack([z[y != i].mean(0) for i in range(c)])
+    std = z.std(0) + 1e-6
+    score = ((means - off) / std).numpy()
+    latents = hungarian(score)
+    scales = [float(means[i, j]) for i, j in enumerate(latents)]
+    out = {
+        "latents": latents,
+        "scores": [float(score[i, j]) for i, j in enumerate(latents)],
+        "best_unmatched": [int(np.argmax(score[i])) for i in range(c)],
+        "scales": scales,
+        "binding": binding_metrics(z[:, latents], y, names),
+        "fragmentation": fragmentation(z, y, latents, names),
+        "names": names,
+    }
+    if heldout_acts is not None and heldout_labels is not None:
+        out["binding_heldout"] = binding_metrics(_encode(sae, heldout_acts)[:, latents], heldout_labels, names)
+    return out
+
+
+def stage1_editor(sae, best: dict[str, Any], hook_name: str | None = None) -> LatentEditor:
+    """Swap editor over the latents found by `stage1_best_latents`."""
+    return LatentEditor(sae, best["latents"], best["names"], best["scales"], hook_name)
+
+
+@torch.no_grad()
+def diffmean_directions(acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], n_concepts: int | None = None) -> dict[str, Tensor]:
+    """Class means and DiffMean directions (class mean minus the mean of the other classes).
+
+    Returns {"means": [c, d], "directions": [c, d], "units": unit directions}. The swap is
+    h ← h + α(mean_B − mean_A) (`DirectionEditor(means)`), so α = 1 moves A's class mean onto B's.
+    """
+    y = labels.long().cpu()
+    c = n_concepts or int(y.max()) + 1
+    x = acts.float().cpu()
+    means = torch.stack([x[y == i].mean(0) for i in range(c)])
+    dirs = torch.stack([means[i] - x[y != i].mean(0) for i in range(c)])
+    return {"means": means, "directions": dirs, "units": dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-8)}
+
+
+def diffmean_binding(acts: Tensor, labels: Tensor, dm: dict[str, Tensor], names: Sequence[str]) -> dict[str, Any]:
+    """Binding with DiffMean directions as detectors: argmax_c ⟨h, unit_c⟩."""
+    return binding_metrics(acts.float().cpu() @ dm["units"].T, labels, names)
+
+
+def linear_probe(
+    acts: Float[Tensor, "n d"],
+    labels: Int[Tensor, " n"],
+    heldout_acts: Float[Tensor, "m d"] | None = None,
+    heldout_labels: Int[Tensor, " m"] | None = None,
+    names: Sequence[str] | None = None,
+    steps: int = 300,
+    lr: float = 0.05,
+    weight_decay: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Multinomial logistic regression on standardised activations (full-batch Adam).
+
+    Returns {train_accuracy, heldout_accuracy, binding (train), binding_heldout, weight [c, d], bias [c],
+    mean, std} — the upper bound any single-layer linear readout (including concept slots) can reach.
+    """
+    torch.manual_seed(seed)
+    x = acts.float().cpu()
+    y = labels.long().cpu()
+    c = len(names) if names is not None else int(y.max()) + 1
+    names = list(names) if names is not None else [str(i) for i in range(c)]
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xs = (x - mu) / sd
+    lin = torch.nn.Linear(x.shape[1], c)
+    opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lin(xs), y)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        logits = lin(xs)
+        out = {
+            "train_accuracy": float((logits.argmax(-1) == y).float().mean()),
+            "binding": binding_metrics(logits, y, names),
+            "weight": lin.weight.detach().clone(),
+            "bias": lin.bias.detach().clone(),
+            "mean": mu,
+            "std": sd,
+            "final_loss": float(loss),
+        }
+        if heldout_acts is not None and heldout_labels is not None:
+            hl = lin((heldout_acts.float().cpu() - mu) / sd)
+            out["heldout_accuracy"] = float((hl.argmax(-1) == heldout_labels.long().cpu()).float().mean())
+            out["binding_heldout"] = binding_metrics(hl, heldout_labels, names)
+    return out
+
+
+def _swap_summary(res) -> dict[str, Any]:
+    out = {"swap_alphas": res.alphas, "swap_exact_by_alpha": res.success["exact"],
+           "swap_first_token_by_alpha": res.success["first_token"], "swap_lenient_by_alpha": res.success["lenient"]}  # fmt: skip
+    for s in ("exact", "first_token", "lenient"):
+        a, v = res.best(s)
+        out[f"swap_{s}_best"] = v
+        out[f"swap_{s}_best_alpha"] = a
+    i = res.alphas.index(out["swap_exact_best_alpha"])
+    out["kept_source_at_best"] = res.kept_source[i]
+    out["type_target_at_best"] = res.type_target[i]
+    out["swap_trials"] = res.counts["n_trials"]
+    return out
+
+
+def _spliced(model, examples, sae, batch_size) -> dict[str, float]:
+    from align_lens.evals import task_accuracy
+
+    last = task_accuracy(model, examples, sae, use_error_term=False, batch_size=batch_size, positions="last")
+    every = task_accuracy(model, examples, sae, use_error_term=False, batch_size=batch_size, positions="all")
+    return {"task_exact_spliced_last": last["exact"], "task_exact_spliced_all": every["exact"]}
+
+
+def compare_baselines(
+    model,
+    stage1_sae,
+    aligned,
+    ontology: Ontology,
+    alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0),
+    diffmean_alphas: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0),
+    steer_alphas: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+    max_items: int | None = 20,
+    swap_split: str = "heldout",
+    batch_size: int = 128,
+    task_items: int | None = 20,
+    train_acts: Tensor | None = None,
+    heldout_acts: Tensor | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Aligned slots vs the Stage-1 SAE's best latents vs DiffMean vs a linear probe, side by side.
+
+    All methods read and edit the same hook (the aligned SAE's). Swaps run on `swap_split` prompts (at most
+    `max_items` per source concept); DiffMean's α is in units of the class-mean difference, the slots' and the
+    Stage-1 latents' α in units of the concept's typical activation. Fidelity (explained variance, L0, dead
+    latents, and exact task accuracy with the reconstruction replacing the activation at the last prompt token
+    ("task_exact_spliced_last") or at every position ("task_exact_spliced_all")) is computed for both SAEs. Returns {"rows": [one dict per method], "swaps": {method: SwapResults.to_dict()}, "stage1": ...}.
+    """
+    from align_lens.activations import gather_activations
+    from align_lens.interventions import _sample_per_concept
+
+    hook = aligned.cfg.metadata.hook_name
+    names = ontology.names
+    if stage1_sae.cfg.metadata.hook_name is None:
+        stage1_sae.cfg.metadata.hook_name = hook
+    if train_acts is None:
+        train_acts = gather_activations(model, ontology.prompts("train"), hook, batch_size=batch_size)
+    y_train = ontology.labels("train")
+    has_heldout = bool(ontology.select("heldout"))
+    if heldout_acts is None and has_heldout:
+        heldout_acts = gather_activations(model, ontology.prompts("heldout"), hook, batch_size=batch_size)
+    y_held = ontology.labels("heldout") if has_heldout else None
+    swap_items = ontology.select(swap_split) or ontology.select()
+    rows, swaps = [], {}
+
+    def run_swaps(key, editor, a):
+        res = evaluate_swaps(model, editor, swap_items, alphas=a, max_items=max_items, batch_size=batch_size,
+                             lookup=ontology, seed=seed)  # fmt: skip
+        swaps[key] = res.to_dict()
+        return _swap_summary(res)
+
+    task_ex = _sample_per_concept([e for e in swap_items if e.answer], names, task_items, seed)
+
+    # aligned slots
+    dev = aligned.W_dec.device
+    zc_train = torch.cat([aligned.concept_acts(c.to(dev, aligned.dtype)).float().cpu() for c in train_acts.split(4096)])
+    row = {"method": "aligned slots (delta)", "binding_train": binding_metrics(zc_train, y_train, names)["accuracy"]}
+    if heldout_acts is not None:
+        zc_h = torch.cat([aligned.concept_acts(c.to(dev, aligned.dtype)).float().cpu() for c in heldout_acts.split(4096)])
+        bh = binding_metrics(zc_h, y_held, names)
+        row |= {"binding_heldout": bh["accuracy"], "hungarian_heldout": bh["hungarian_accuracy"]}
+    fid = fidelity(aligned, train_acts)
+    row |= {"explained_variance": fid["explained_variance"], "l0": fid["l0"], "dead_fraction": fid["dead_fraction"]}
+    row |= _spliced(model, task_ex, aligned, batch_size)
+    row |= run_swaps("aligned_delta", SlotEditor(aligned, "delta"), alphas)
+    frag = fragmentation(_encode(aligned, train_acts), y_train, aligned.cfg.concept_slots, names)["mean"]
+    row |= {"eff_feat_slots": frag["eff_feat_slots"], "eff_feat_all": frag["eff_feat_all"]}
+    rows.append(row)
+    rows.append({"method": "aligned slots (paper)", **run_swaps("aligned_paper", SlotEditor(aligned, "paper"), alphas)})
+    rows.append({"method": "aligned slots (steer)", **run_swaps("aligned_steer", SlotEditor(aligned, "steer"), steer_alphas)})
+
+    # Stage-1 SAE best latents
+    best = stage1_best_latents(stage1_sae, train_acts, y_train, names, heldout_acts, y_held)
+    row = {"method": "stage-1 SAE best latents", "binding_train": best["binding"]["accuracy"]}
+    if "binding_heldout" in best:
+        row |= {"binding_heldout": best["binding_heldout"]["accuracy"],
+                "hungarian_heldout": best["binding_heldout"]["hungarian_accuracy"]}  # fmt: skip
+    fid = fidelity(stage1_sae, train_acts)
+    row |= {"explained_variance": fid["explained_variance"], "l0": fid["l0"], "dead_fraction": fid["dead_fraction"]}
+    row |= _spliced(model, task_ex, stage1_sae, batch_size)
+    row |= run_swaps("stage1_latents", stage1_editor(stage1_sae, best, hook), alphas)
+    row |= {"eff_feat_slots": best["fragmentation"]["mean"]["eff_feat_slots"],
+            "eff_feat_all": best["fragmentation"]["mean"]["eff_feat_all"]}  # fmt: skip
+    rows.append(row)
+
+    # DiffMean
+    dm = diffmean_directions(train_acts, y_train, len(names))
+    row = {"method": "DiffMean", "binding_train": diffmean_binding(train_acts, y_train, dm, names)["accuracy"]}
+    if heldout_acts is not None:
+        row["binding_heldout"] = diffmean_binding(heldout_acts, y_held, dm, names)["accuracy"]
+    row |= run_swaps("diffmean", DirectionEditor(dm["means"], names, hook), diffmean_alphas)
+    rows.append(row)
+
+    # linear probe (binding only)
+    probe = linear_probe(train_acts, y_train, heldout_acts, y_held, names)
+    rows.append({"method": "linear probe", "binding_train": probe["train_accuracy"],
+                 "binding_heldout": probe.get("heldout_accuracy", float("nan"))})  # fmt: skip
+    return {"rows": rows, "swaps": swaps, "stage1": {k: best[k] for k in ("latents", "scores", "scales")}}
