@@ -7,6 +7,7 @@ swaps through hook points) → outputs (aligned SAE folder, results.json, report
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,14 +52,15 @@ class DemoConfig:
 
 
 def corpus_texts(world, n_people: int | None, seed: int) -> tuple[list[str], list[str]]:
-    """(biographies, question prompts of training templates) for the first `n_people` people."""
-    people = world.people[: n_people or world.n_people]
-    ids = {p.id for p in people}
-    docs = world.documents(seed)
-    bios = [d.text for d in docs if d.loss_from == 0][: len(people)]
-    onto = world.ontology(len(people))
-    questions = [e.prompt for e in onto.select("train") if e.entity in ids]
-    return bios, questions
+    """(one biography per person, one training-template question per person and relation) for the first
+    `n_people` people: the Stage-1 corpus."""
+    n = n_people or world.n_people
+    bios = [d.text for d in world.documents(seed) if d.loss_from == 0][:n]
+    rng = random.Random(seed)
+    by_key: dict[tuple, list[str]] = {}
+    for e in world.ontology(n).select("train"):
+        by_key.setdefault((e.entity, e.concept), []).append(e.prompt)
+    return bios, [rng.choice(prompts) for prompts in by_key.values()]
 
 
 def _prepare(out: Path, overwrite: bool) -> Path:
@@ -77,15 +79,22 @@ def _commit(stage: Path, out: Path) -> None:
     stage.rename(out)
 
 
+def split_activations(model, ontology: Ontology, hook: str, batch_size: int = 128) -> dict[str, torch.Tensor]:
+    """Last-token activations of the train and heldout prompts."""
+    return {s: gather_activations(model, ontology.prompts(s), hook, batch_size=batch_size) for s in ("train", "heldout")}
+
+
 def evaluate_run(
-    model, stage1, aligned, ontology: Ontology, token_acts: torch.Tensor, cfg: DemoConfig
+    model, stage1, aligned, ontology: Ontology, token_acts: torch.Tensor, cfg: DemoConfig,
+    split_acts: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Binding (train / held-out templates), fidelity, task accuracy with the SAE spliced in, swaps."""
-    names, hook, bs = ontology.names, aligned.cfg.metadata.hook_name, cfg.align.gather_batch_size
+    names, hook = ontology.names, aligned.cfg.metadata.hook_name
+    split_acts = split_acts or split_activations(model, ontology, hook, cfg.align.gather_batch_size)
     out: dict[str, Any] = {}
     with torch.no_grad():
         for split in ("train", "heldout"):
-            acts = gather_activations(model, ontology.prompts(split), hook, batch_size=bs)
+            acts = split_acts[split]
             ex = ontology.select(split)
             out[f"binding_{split}"] = evals.binding_metrics(
                 aligned.concept_acts(acts), ontology.labels(split), names, [e.template or "" for e in ex]
@@ -138,6 +147,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     bio_acts = gather_token_activations(model, bios, cfg.hook_name, progress=cfg.progress)
     question_acts = gather_token_activations(model, questions, cfg.hook_name, progress=cfg.progress)
     token_acts = torch.cat([bio_acts, question_acts])
+    split_acts = split_activations(model, ontology, cfg.hook_name, cfg.align.gather_batch_size)
     timings["activations_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
@@ -150,11 +160,11 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
 
     t = time.perf_counter()
     align_cfg = AlignConfig(**{**asdict(cfg.align), "hook_name": cfg.hook_name, "seed": cfg.seed, "progress": cfg.progress})
-    aligned = align(stage1, ontology, model=model, unlabelled=bio_acts, config=align_cfg)
+    aligned = align(stage1, ontology, activations=split_acts["train"], unlabelled=bio_acts, config=align_cfg)
     timings["stage2_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    results, swaps = evaluate_run(model, stage1, aligned, ontology, token_acts, cfg)
+    results, swaps = evaluate_run(model, stage1, aligned, ontology, token_acts, cfg, split_acts)
     results["silence_on_biographies"] = evals.off_ontology_silence(aligned, bio_acts)
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0

@@ -44,20 +44,17 @@ def _check_concepts(base_architecture: str, concept_names: list[str], concept_sl
         raise ValueError("a topk base needs k (the number of active free latents)")
 
 
-@dataclass
-class AlignedSAEConfig(SAEConfig):
-    """SAEConfig plus the concept table. Everything here lands in cfg.json."""
+class _ConceptTable:
+    """Derived concept-table fields and checks shared by the inference and training configs."""
 
-    base_architecture: str = "standard"
-    concept_names: list[str] = field(default_factory=list)
-    concept_slots: list[int] = field(default_factory=list)
-    concept_scales: list[float] = field(default_factory=list)  # typical on-value of each slot
-    k: int | None = None  # topk base: active free latents
-    align_config: dict[str, Any] = field(default_factory=dict)  # how Stage 2 was run
-    metrics: dict[str, Any] = field(default_factory=dict)  # headline evaluation numbers
+    d_sae: int
+    base_architecture: str
+    concept_names: list[str]
+    concept_slots: list[int]
+    concept_scales: list[float]
+    k: int | None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def _complete_concept_table(self) -> None:
         if not self.concept_slots:
             self.concept_slots = list(range(self.d_sae - len(self.concept_names), self.d_sae))
         if not self.concept_scales:
@@ -77,8 +74,25 @@ class AlignedSAEConfig(SAEConfig):
         return self.d_sae - self.n_concepts
 
 
+@dataclass
+class AlignedSAEConfig(_ConceptTable, SAEConfig):
+    """SAEConfig plus the concept table. Everything here lands in cfg.json."""
+
+    base_architecture: str = "standard"
+    concept_names: list[str] = field(default_factory=list)
+    concept_slots: list[int] = field(default_factory=list)
+    concept_scales: list[float] = field(default_factory=list)  # typical on-value of each slot
+    k: int | None = None  # topk base: active free latents
+    align_config: dict[str, Any] = field(default_factory=dict)  # how Stage 2 was run
+    metrics: dict[str, Any] = field(default_factory=dict)  # headline evaluation numbers
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._complete_concept_table()
+
+
 @dataclass(kw_only=True)
-class AlignedTrainingSAEConfig(TrainingSAEConfig):
+class AlignedTrainingSAEConfig(_ConceptTable, TrainingSAEConfig):
     """Training twin of AlignedSAEConfig (for `TrainingSAE.load_from_disk` and SAELens' trainer)."""
 
     base_architecture: str = "standard"
@@ -93,23 +107,7 @@ class AlignedTrainingSAEConfig(TrainingSAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.concept_slots:
-            self.concept_slots = list(range(self.d_sae - len(self.concept_names), self.d_sae))
-        if not self.concept_scales:
-            self.concept_scales = [1.0] * len(self.concept_names)
-        _check_concepts(self.base_architecture, self.concept_names, self.concept_slots, self.d_sae, self.k)
-
-    @classmethod
-    def architecture(cls) -> str:
-        return ARCHITECTURE
-
-    @property
-    def n_concepts(self) -> int:
-        return len(self.concept_names)
-
-    @property
-    def n_free(self) -> int:
-        return self.d_sae - self.n_concepts
+        self._complete_concept_table()
 
 
 class _ConceptCoding:

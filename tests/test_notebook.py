@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
@@ -13,8 +15,6 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
 
 @pytest.mark.slow
 def test_quickstart_notebook_runs():
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     env_model = os.environ.get("ALIGN_LENS_MODEL") or os.environ.get("ALIGN_LENS_TEST_MODEL")
     if env_model:
