@@ -1,22 +1,24 @@
-"""align_lens: concept-aligned sparse autoencoders (AlignSAE) for SAELens and TransformerLens."""
+"""align_lens: concept-aligned sparse autoencoders (AlignSAE) for SAELens and TransformerLens.
+
+Pipeline: `Ontology` → `gather_activations` → `pretrain_sae` (Stage 1) → `align` (Stage 2) →
+`binding_metrics` / `evaluate_swaps` / `swap_hooks` → `push_to_hub`. Importing the package registers the
+"aligned" SAE architecture with SAELens, so `SAE.load_from_disk` and `SAE.from_pretrained` return `AlignedSAE`.
+"""
 
 from align_lens.sae import AlignedSAE, AlignedSAEConfig, AlignedTrainingSAE, AlignedTrainingSAEConfig, register
 from align_lens.ontology import Concept, Example, Ontology, OntologyError
 from align_lens.activations import gather_activations, gather_token_activations, load_model, save_model
 from align_lens.align import AlignConfig, AlignHistory, align
 from align_lens.pretrain import pretrain_sae
+from align_lens.evals import binding_metrics, fidelity, fragmentation, off_ontology_silence, task_accuracy
+from align_lens.interventions import evaluate_swaps, patch_slots, ravel_scores, swap_hooks
+from align_lens.hub import export_plain, load_aligned, push_to_hub
 
 register()
 
 __all__ = [
     "AlignConfig",
     "AlignHistory",
-    "align",
-    "gather_activations",
-    "gather_token_activations",
-    "load_model",
-    "pretrain_sae",
-    "save_model",
     "AlignedSAE",
     "AlignedSAEConfig",
     "AlignedTrainingSAE",
@@ -25,5 +27,23 @@ __all__ = [
     "Example",
     "Ontology",
     "OntologyError",
+    "align",
+    "binding_metrics",
+    "evaluate_swaps",
+    "export_plain",
+    "fidelity",
+    "fragmentation",
+    "gather_activations",
+    "gather_token_activations",
+    "load_aligned",
+    "load_model",
+    "off_ontology_silence",
+    "patch_slots",
+    "pretrain_sae",
+    "push_to_hub",
+    "ravel_scores",
     "register",
+    "save_model",
+    "swap_hooks",
+    "task_accuracy",
 ]

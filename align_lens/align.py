@@ -32,7 +32,7 @@ class AlignConfig:
     binding_weight: float = 1.0
     decorrelation_weight: float = 0.01
     value_weight: float = 0.0
-    silence_weight: float = 1.0
+    silence_weight: float = 0.3
     init: Literal["lda", "diffmean", "random"] = "lda"
     train_free: bool = True  # False: freeze the pretrained dictionary, train only the slots
     epochs: int = 20

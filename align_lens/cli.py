@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stage1-steps", type=int, default=1500)
     d.add_argument("--epochs", type=int, default=4, help="Stage-2 epochs")
     d.add_argument("--batch-size", type=int, default=256, help="Stage-2 batch size")
-    d.add_argument("--swap-items", type=int, default=60, help="base prompts per source concept for swaps")
+    d.add_argument("--swap-items", type=int, default=40, help="base prompts per source concept for swaps")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     d.set_defaults(func=cmd_demo)
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--ontology", default=None)
     e.add_argument("--model", default=None)
-    e.add_argument("--swap-items", type=int, default=60)
+    e.add_argument("--swap-items", type=int, default=40)
     e.set_defaults(func=cmd_eval)
 
     sub.add_parser("publish", help="push an aligned SAE to the Hugging Face Hub (see `align-lens publish --help`)",

@@ -25,9 +25,9 @@ from align_lens.ontology import Ontology
 from align_lens.pretrain import pretrain_sae
 from align_lens.report import write_report
 
-# Chosen by the layer sweep in docs/results.md: relation identity is linear from block 0 on, and
-# block 1's output is where aligned slots bind on held-out templates and swaps succeed best.
-DEFAULT_HOOK = "blocks.1.hook_resid_post"
+# Chosen by measurement (docs/results.md, "Choice of hook"): at block 0's output the aligned slots bind
+# held-out templates and swap relations better than at block 1's or 2's output.
+DEFAULT_HOOK = "blocks.0.hook_resid_post"
 
 
 @dataclass
@@ -43,8 +43,8 @@ class DemoConfig:
     stage1_steps: int = 1500
     stage1_batch_size: int = 1024
     align: AlignConfig = field(default_factory=lambda: AlignConfig(epochs=4, batch_size=256))
-    alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
-    swap_items: int | None = 60  # base prompts per source concept (held-out templates)
+    alphas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
+    swap_items: int | None = 40  # base prompts per source concept (held-out templates)
     task_items: int | None = 300  # examples for task accuracy with the SAE spliced in
     seed: int = 0
     overwrite: bool = False

@@ -63,7 +63,7 @@ def test_cli_reports_clear_errors(tmp_path, capsys):
     assert main(["align", "--sae", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "x" / "keep").read_text() == "precious"
-    assert build_parser().parse_args(["demo"]).hook == "blocks.1.hook_resid_post"
+    assert build_parser().parse_args(["demo"]).hook == "blocks.0.hook_resid_post"
 
 
 @pytest.mark.slow
