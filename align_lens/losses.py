@@ -40,12 +40,15 @@ def decorrelation_loss(
 ) -> Tensor:
     """‖corr(z_concept, z_free)‖²_F over the batch.
 
-    Builds only the [c, f] cross-correlation block: O(b·f + c·f) memory, never f × f.
-    A latent that is constant over the batch has zero correlation with everything. `align` passes
-    the concept side detached, so the term moves concept evidence out of the free latents and
-    cannot be lowered by silencing the slots.
+    Builds only the [c, f] cross-correlation block: O(b·f + c·f) memory, never f × f. The standardised
+    concept columns sum to zero, so the free columns need no centring: corr = ẑ_cᵀ z_f / (b·σ_f), with σ_f
+    from two column reductions. A latent that is constant over the batch has zero correlation with
+    everything. `align` passes the concept side detached, so the term moves concept evidence out of the
+    free latents and cannot be lowered by silencing the slots.
     """
-    corr = _standardise(z_concept, eps).T @ _standardise(z_free, eps) / z_concept.shape[0]
+    mean = z_free.mean(0)
+    std = ((z_free.pow(2).mean(0) - mean.pow(2)).clamp_min(0) + eps).sqrt()
+    corr = (_standardise(z_concept, eps).T @ z_free) / (z_concept.shape[0] * std)
     return corr.pow(2).sum()
 
 
