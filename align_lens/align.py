@@ -26,7 +26,7 @@ class AlignConfig:
 
     hook_name: str | None = None  # default: sae.cfg.metadata.hook_name
     position: str | int = "last"  # token whose activation carries the concept
-    binding: Literal["ce", "mse_onehot"] = "ce"
+    binding: Literal["ce", "mse_onehot"] = "mse_onehot"  # measured better for swaps than "ce" (docs/results.md)
     reconstruction_weight: float = 1.0
     sparsity_weight: float | None = None  # None: the SAE's own training coefficient, else 1.0
     binding_weight: float = 1.0

@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--epochs", type=int, default=20)
     a.add_argument("--batch-size", type=int, default=256)
     a.add_argument("--lr", type=float, default=1e-3)
-    a.add_argument("--binding", default="ce", choices=["ce", "mse_onehot"])
+    a.add_argument("--binding", default="mse_onehot", choices=["ce", "mse_onehot"])
     a.add_argument("--decorrelation-weight", type=float, default=0.01)
     a.add_argument("--freeze-free", action="store_true", help="train only the concept slots")
     a.add_argument("--seed", type=int, default=0)

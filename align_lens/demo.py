@@ -43,7 +43,7 @@ class DemoConfig:
     stage1_steps: int = 1500
     stage1_batch_size: int = 1024
     align: AlignConfig = field(default_factory=lambda: AlignConfig(epochs=4, batch_size=256))
-    alphas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
+    alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
     swap_items: int | None = 40  # base prompts per source concept (held-out templates)
     task_items: int | None = 300  # examples for task accuracy with the SAE spliced in
     seed: int = 0

@@ -113,7 +113,7 @@ ABLATIONS = (
     "full",
     "no decorrelation",
     "no stage 1 (random SAE)",
-    "binding mse_onehot",
+    "other binding loss",
     "value heads on",
     "frozen free latents",
     "random slot init",
@@ -150,13 +150,13 @@ def ablations(
     """Stage-2 variants at one hook, all from the same Stage-1 SAE (except "no stage 1", which aligns a
     randomly initialised SAE of the same shape). Variants (default: all of `ABLATIONS`):
 
-      full                      the given AlignConfig (default CE binding, decorrelation 0.01, diffmean init)
+      full                      the given AlignConfig (default mse_onehot binding, decorrelation 0.01, LDA init)
       no decorrelation          decorrelation_weight = 0
       no stage 1 (random SAE)   Stage 2 on an untrained SAE
-      binding mse_onehot        the official code's binding loss instead of CE
+      other binding loss        "ce" (paper) if the config uses "mse_onehot" (official code), and vice versa
       value heads on            value_weight = 0.5 (value heads on the reconstruction)
       frozen free latents       train_free = False (only the slots learn)
-      random slot init          init = "random" instead of class-mean differences
+      random slot init          init = "random" instead of the LDA init
 
     Returns one flat row per variant (`evaluate_aligned`'s keys plus variant and seconds).
     """
@@ -175,7 +175,7 @@ def ablations(
         "full": base,
         "no decorrelation": replace(base, decorrelation_weight=0.0),
         "no stage 1 (random SAE)": base,
-        "binding mse_onehot": replace(base, binding="mse_onehot"),
+        "other binding loss": replace(base, binding="ce" if base.binding == "mse_onehot" else "mse_onehot"),
         "value heads on": replace(base, value_weight=0.5),
         "frozen free latents": replace(base, train_free=False),
         "random slot init": replace(base, init="random"),
