@@ -61,44 +61,6 @@ class Editor:
         raise NotImplementedError
 
 
-class SlotEditor(Editor):
-    """Swap edits in the concept-slot space of an AlignedSAE (see the module docstring for the modes)."""
-
-    def __init__(self, aligned, mode: str = "delta", hook_name: str | None = None):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.sae = aligned
-        self.mode = mode
-        self.names = list(aligned.cfg.concept_names)
-        self.slots = torch.tensor(aligned.cfg.concept_slots)
-        self.scales = torch.tensor([float(s) for s in aligned.cfg.concept_scales])
-        self.hook_name = hook_name or (aligned.cfg.metadata.hook_name if aligned.cfg.metadata else None)
-
-    @torch.no_grad()
-    def __call__(self, h: Tensor, src: Tensor, tgt: Tensor, alpha: float) -> Tensor:
-        sae = self.sae
-        dev = sae.W_dec.device
-        x = h.to(dev, sae.dtype)
-        src, tgt = src.to(dev), tgt.to(dev)
-        ar = torch.arange(len(x), device=dev)
-        if self.mode == "steer":
-            d = sae.W_dec[self.slots.to(dev)[tgt]]
-            d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-            out = x + alpha * x.norm(dim=-1, keepdim=True) * d
-            return out.to(h.device, h.dtype)
-        z = sae.encode(x)
-        z_new = z.clone()
-        slots = self.slots.to(dev)
-        z_new[ar, slots[src]] = 0.0
-        value = alpha * self.scales.to(dev, z.dtype)[tgt] if self.mode == "delta" else torch.full_like(z[:, 0], alpha)
-        z_new[ar, slots[tgt]] = value
-        if self.mode == "paper":
-            out = sae.decode(z_new)
-        else:
-            out = x + (z_new - z) @ sae.W_dec  # = decode(z') − decode(z) for the affine decoder
-        return out.to(h.device, h.dtype)
-
-
 class LatentEditor(Editor):
     """Delta-mode swap on one chosen latent per concept of any SAE (e.g. a Stage-1 SAE's matched latents):
     zero A's latent, set B's latent to α·scale_B, keep the error term."""
@@ -111,19 +73,50 @@ class LatentEditor(Editor):
         self.scales = torch.tensor([float(s) for s in (scales or [1.0] * len(self.names))])
         self.hook_name = hook_name or (sae.cfg.metadata.hook_name if sae.cfg.metadata else None)
 
+    def _edited_codes(self, x: Tensor, src: Tensor, tgt: Tensor, target_value: Tensor) -> tuple[Tensor, Tensor]:
+        """(z, z') with A's latent zeroed and B's latent set to `target_value`."""
+        ar = torch.arange(len(x), device=x.device)
+        lat = self.latents.to(x.device)
+        z = self.sae.encode(x)
+        z_new = z.clone()
+        z_new[ar, lat[src]] = 0.0
+        z_new[ar, lat[tgt]] = target_value
+        return z, z_new
+
     @torch.no_grad()
     def __call__(self, h: Tensor, src: Tensor, tgt: Tensor, alpha: float) -> Tensor:
         sae = self.sae
         dev = sae.W_dec.device
         x = h.to(dev, sae.dtype)
         src, tgt = src.to(dev), tgt.to(dev)
-        ar = torch.arange(len(x), device=dev)
-        lat = self.latents.to(dev)
-        z = sae.encode(x)
-        z_new = z.clone()
-        z_new[ar, lat[src]] = 0.0
-        z_new[ar, lat[tgt]] = alpha * self.scales.to(dev, z.dtype)[tgt]
-        return (x + (z_new - z) @ sae.W_dec).to(h.device, h.dtype)
+        z, z_new = self._edited_codes(x, src, tgt, alpha * self.scales.to(dev, x.dtype)[tgt])
+        return (x + (z_new - z) @ sae.W_dec).to(h.device, h.dtype)  # = h + decode(z') − decode(z)
+
+
+class SlotEditor(LatentEditor):
+    """Swap edits in the concept-slot space of an AlignedSAE (see the module docstring for the modes)."""
+
+    def __init__(self, aligned, mode: str = "delta", hook_name: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        cfg = aligned.cfg
+        super().__init__(aligned, cfg.concept_slots, cfg.concept_names, cfg.concept_scales, hook_name)
+        self.mode = mode
+
+    @torch.no_grad()
+    def __call__(self, h: Tensor, src: Tensor, tgt: Tensor, alpha: float) -> Tensor:
+        if self.mode == "delta":
+            return super().__call__(h, src, tgt, alpha)
+        sae = self.sae
+        dev = sae.W_dec.device
+        x = h.to(dev, sae.dtype)
+        src, tgt = src.to(dev), tgt.to(dev)
+        if self.mode == "steer":
+            d = sae.W_dec[self.latents.to(dev)[tgt]]
+            d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+            return (x + alpha * x.norm(dim=-1, keepdim=True) * d).to(h.device, h.dtype)
+        _, z_new = self._edited_codes(x, src, tgt, torch.full((len(x),), alpha, device=dev, dtype=x.dtype))
+        return sae.decode(z_new).to(h.device, h.dtype)  # paper: the reconstruction replaces h
 
 
 class DirectionEditor(Editor):
