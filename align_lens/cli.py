@@ -60,7 +60,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
     if a.texts:
         texts = [t for t in Path(a.texts).read_text().splitlines() if t.strip()]
     else:
-        bios, questions = corpus_texts(world, None, a.seed)
+        bios, questions = corpus_texts(world, a.n_people, a.seed)
         texts = bios + questions
     acts = gather_token_activations(model, texts, a.hook, progress=True)
     sae = pretrain_sae(acts, d_sae=a.d_sae, architecture=a.architecture, k=a.k, steps=a.steps,
@@ -80,7 +80,7 @@ def cmd_align(a: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not a.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite or choose another --out.")
     model, world = _model_and_world(a.model)
-    onto = _ontology(a.ontology) if a.ontology else world.ontology()
+    onto = _ontology(a.ontology) if a.ontology else world.ontology(a.n_people)
     sae = SAE.load_from_disk(a.sae)
     cfg = AlignConfig(hook_name=a.hook, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, binding=a.binding,
                       decorrelation_weight=a.decorrelation_weight, train_free=not a.freeze_free, seed=a.seed)  # fmt: skip
@@ -100,10 +100,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     model, world = _model_and_world(a.model)
     aligned, stage1 = SAE.load_from_disk(a.sae), SAE.load_from_disk(a.stage1)
-    onto = _ontology(a.ontology) if a.ontology else world.ontology()
-    bios, questions = corpus_texts(world, None, 0)
+    onto = _ontology(a.ontology) if a.ontology else world.ontology(a.n_people)
+    bios, questions = corpus_texts(world, a.n_people, 0)
     tokens = gather_token_activations(model, bios + questions, aligned.cfg.metadata.hook_name)
-    results, swaps = evaluate_run(model, stage1, aligned, onto, tokens, DemoConfig(swap_items=a.swap_items))
+    results, swaps = evaluate_run(model, stage1, aligned, onto, tokens, DemoConfig(swap_items=a.swap_items, task_items=a.task_items))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     head = summary(results, swaps)
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--model", default=None, help="base-model folder (default: the shipped one)")
     s.add_argument("--texts", default=None, help="text file, one document per line (default: the world's corpus)")
+    s.add_argument("--n-people", type=int, default=None, help="world corpus of the first N people only")
     s.add_argument("--hook", default=DEFAULT_HOOK)
     s.add_argument("--architecture", default="topk", choices=["topk", "standard", "jumprelu"])
     s.add_argument("--d-sae", type=int, default=1024)
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True)
     a.add_argument("--ontology", default=None, help=".jsonl/.csv/.json ontology (default: the world's)")
     a.add_argument("--model", default=None, help="base-model folder (default: the shipped one)")
+    a.add_argument("--n-people", type=int, default=None, help="world ontology of the first N people only")
     a.add_argument("--hook", default=None, help="default: the SAE's cfg.metadata.hook_name")
     a.add_argument("--epochs", type=int, default=20)
     a.add_argument("--batch-size", type=int, default=256)
@@ -187,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--ontology", default=None)
     e.add_argument("--model", default=None)
+    e.add_argument("--n-people", type=int, default=None, help="evaluate on the first N people of the world")
     e.add_argument("--swap-items", type=int, default=40)
+    e.add_argument("--task-items", type=int, default=300)
     e.set_defaults(func=cmd_eval)
 
     sub.add_parser("publish", help="push an aligned SAE to the Hugging Face Hub (see `align-lens publish --help`)",

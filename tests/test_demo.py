@@ -48,6 +48,25 @@ def test_reduced_demo_writes_every_output(tmp_path):
         run_demo(DemoConfig(out_dir=str(out), **REDUCED))
     assert (out / "report.html").read_text() == page  # nothing already saved was lost
 
+    ev = tmp_path / "eval"
+    argv = ["eval", "--sae", str(out / "aligned_sae"), "--stage1", str(out / "stage1_sae"), "--out", str(ev),
+            "--n-people", "40", "--swap-items", "4", "--task-items", "24"]  # fmt: skip
+    assert main(argv) == 0
+    again = json.loads((ev / "eval.json").read_text())["summary"]
+    assert again["binding_heldout"] == pytest.approx(record["summary"]["binding_heldout"], abs=1e-6)
+    assert "Plotly.newPlot" in (ev / "eval.html").read_text()
+
+
+def test_cli_pretrain_then_align(tmp_path, capsys):
+    s1, out = tmp_path / "s1", tmp_path / "aligned"
+    assert main(["pretrain", "--out", str(s1), "--n-people", "30", "--d-sae", "128", "--k", "8", "--steps", "40",
+                 "--checkpoints", "1"]) == 0  # fmt: skip
+    assert list((s1 / "checkpoints").glob("*/trainer_state.pt"))
+    assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
+    aligned = SAE.load_from_disk(out)
+    assert isinstance(aligned, AlignedSAE) and aligned.cfg.metadata.hook_name == "blocks.0.hook_resid_post"
+    assert (out / "ontology.json").is_file() and "binding accuracy" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize("command", ["demo", "train-base", "pretrain", "align", "eval", "publish"])
 def test_every_subcommand_has_help(command, capsys):
