@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -49,6 +50,7 @@ class AlignConfig:
     dtype: str = "float32"
     gather_batch_size: int = 128
     progress: bool = True
+    checkpoint_dir: str | None = None  # save after every epoch; a rerun with the same settings resumes
 
 
 @dataclass
@@ -174,6 +176,36 @@ def _schedule(config: AlignConfig, total: int) -> Callable[[int], float]:
     return factor
 
 
+# ---- checkpoints ----------------------------------------------------------------------------
+CHECKPOINT = "align_checkpoint.pt"
+
+
+def _settings(config: AlignConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_dir")}
+
+
+def _save_checkpoint(path: Path, config, modules: dict, gen, history, step: int, best: float, stale: int) -> None:
+    """Everything needed to continue after this epoch, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: m.state_dict() for name, m in modules.items()}
+    state |= {"settings": _settings(config), "generator": gen.get_state(), "history": history.steps,
+              "step": step, "best": best, "stale": stale}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, config, modules: dict, gen, history) -> tuple[int, float, int]:
+    state = torch.load(path, weights_only=False)
+    if state["settings"] != _settings(config):
+        raise ValueError(f"{path} was written with other AlignConfig settings; delete it or use another checkpoint_dir.")
+    for name, m in modules.items():
+        m.load_state_dict(state[name])
+    gen.set_state(state["generator"])
+    history.steps = state["history"]
+    return state["step"], state["best"], state["stale"]
+
+
 # ---- Stage 2 --------------------------------------------------------------------------------
 def stage2_terms(
     aligned: AlignedSAE,
@@ -259,7 +291,7 @@ def align(
     params = [p for p in aligned.parameters() if p.requires_grad]
     params += list(heads.parameters()) if heads is not None else []
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    per_epoch = max(1, len(acts) // config.batch_size)
+    per_epoch = math.ceil(len(acts) / config.batch_size) - (len(acts) % config.batch_size == 1)  # 1-row batches skipped
     total = config.steps or config.epochs * per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config, total))
     weights = {
@@ -274,11 +306,15 @@ def align(
     # variance, so it keeps its internal balance while the supervised terms get scale-free weights.
     variance = float((extra if extra is not None else acts).var(0).sum().clamp_min(1e-12))
     history = AlignHistory()
-    best, stale, epoch_losses = math.inf, 0, []
-    bar = tqdm(total=total, desc="align (stage 2)", disable=not config.progress)
+    best, stale, epoch_losses, step = math.inf, 0, [], 0
+    modules = {"sae": aligned, "opt": opt, "sched": sched} | ({"heads": heads} if heads is not None else {})
+    ckpt = Path(config.checkpoint_dir) / CHECKPOINT if config.checkpoint_dir else None
+    if ckpt is not None and ckpt.exists():
+        step, best, stale = _resume(ckpt, config, modules, gen, history)
+        history.stopped_early = config.patience is not None and stale >= config.patience
+    bar = tqdm(total=total, initial=step, desc="align (stage 2)", disable=not config.progress)
     aligned.train()
-    step = 0
-    while step < total:
+    while step < total and not history.stopped_early:
         order = torch.randperm(len(acts), generator=gen).to(config.device)
         for idx in order.split(config.batch_size):
             if step >= total:
@@ -311,6 +347,8 @@ def align(
             best, stale = mean, 0
         else:
             stale += 1
+        if ckpt is not None:
+            _save_checkpoint(ckpt, config, modules, gen, history, step, best, stale)
         if config.patience is not None and stale >= config.patience:
             history.stopped_early = True
             break

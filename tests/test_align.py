@@ -136,3 +136,37 @@ def test_pretrain_resumes_from_checkpoint(tmp_path):
     resumed = pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3, checkpoint_dir=ck, n_checkpoints=1)
     ev = lambda s: 1 - (s(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # noqa: E731
     assert ev(resumed) > 0.8 * ev(full) and ev(full) > 0.5 and type(resumed).__name__ == "TopKSAE"
+
+
+def test_interrupted_align_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    import align_lens.align  # noqa: F401  (the module, not the function re-exported by the package)
+    import sys
+
+    module = sys.modules["align_lens.align"]
+    x, y = _blobs()
+    sae, onto, u = _random_sae(), _onto(y), torch.randn(100, 32)
+    cfg = dict(FAST, epochs=6, checkpoint_dir=str(tmp_path / "ck"))
+    straight = align(sae, onto, activations=x, unlabelled=u, config=AlignConfig(**{**cfg, "checkpoint_dir": None}))
+
+    real_save, calls = module._save_checkpoint, []
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # interrupted right after epoch 2 was saved
+
+    monkeypatch.setattr(module, "_save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        align(sae, onto, activations=x, unlabelled=u, config=AlignConfig(**cfg))
+    assert len(calls) == 2
+    monkeypatch.setattr(module, "_save_checkpoint", real_save)
+    real_terms, batches = module.stage2_terms, []
+    monkeypatch.setattr(module, "stage2_terms", lambda *a, **k: batches.append(1) or real_terms(*a, **k))
+    resumed = align(sae, onto, activations=x, unlabelled=u, config=AlignConfig(**cfg))
+    per_epoch = len(straight.history.steps) // 6
+    assert len(batches) == 4 * per_epoch  # only the 4 epochs that were not saved yet were run
+    assert resumed.history.series("total") == straight.history.series("total")
+    assert all(torch.equal(resumed.state_dict()[k], v) for k, v in straight.state_dict().items())
+    with pytest.raises(ValueError, match="other AlignConfig settings"):
+        align(sae, onto, activations=x, config=AlignConfig(**{**cfg, "lr": 5e-4}))
