@@ -18,15 +18,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from align_lens.evals import binding_metrics, fidelity, fragmentation, hungarian
+from align_lens.evals import binding_metrics, encode_in_chunks, fidelity, fragmentation, hungarian
 from align_lens.interventions import DirectionEditor, LatentEditor, SlotEditor, evaluate_swaps
 from align_lens.ontology import Ontology
-
-
-@torch.no_grad()
-def _encode(sae, acts: Tensor, batch_size: int = 4096) -> Tensor:
-    dev = sae.W_dec.device
-    return torch.cat([sae.encode(c.to(dev, sae.dtype)).float().cpu() for c in acts.split(batch_size)])
 
 
 @torch.no_grad()
@@ -49,7 +43,7 @@ def stage1_best_latents(
     y = labels.long().cpu()
     c = int(y.max()) + 1 if names is None else len(names)
     names = list(names) if names is not None else [str(i) for i in range(c)]
-    z = _encode(sae, acts)
+    z = encode_in_chunks(sae, acts)
     means = torch.stack([z[y == i].mean(0) for i in range(c)])  # c x d_sae
     off = torch.stack([z[y != i].mean(0) for i in range(c)])
     std = z.std(0) + 1e-6
@@ -66,7 +60,7 @@ def stage1_best_latents(
         "names": names,
     }
     if heldout_acts is not None and heldout_labels is not None:
-        out["binding_heldout"] = binding_metrics(_encode(sae, heldout_acts)[:, latents], heldout_labels, names)
+        out["binding_heldout"] = binding_metrics(encode_in_chunks(sae, heldout_acts)[:, latents], heldout_labels, names)
     return out
 
 
@@ -215,18 +209,17 @@ def compare_baselines(
     task_ex = _sample_per_concept([e for e in swap_items if e.answer], names, task_items, seed)
 
     # aligned slots
-    dev = aligned.W_dec.device
-    zc_train = torch.cat([aligned.concept_acts(c.to(dev, aligned.dtype)).float().cpu() for c in train_acts.split(4096)])
+    zc_train = encode_in_chunks(aligned, train_acts, concepts_only=True)
     row = {"method": "aligned slots (delta)", "binding_train": binding_metrics(zc_train, y_train, names)["accuracy"]}
     if heldout_acts is not None:
-        zc_h = torch.cat([aligned.concept_acts(c.to(dev, aligned.dtype)).float().cpu() for c in heldout_acts.split(4096)])
+        zc_h = encode_in_chunks(aligned, heldout_acts, concepts_only=True)
         bh = binding_metrics(zc_h, y_held, names)
         row |= {"binding_heldout": bh["accuracy"], "hungarian_heldout": bh["hungarian_accuracy"]}
     fid = fidelity(aligned, train_acts)
     row |= {"explained_variance": fid["explained_variance"], "l0": fid["l0"], "dead_fraction": fid["dead_fraction"]}
     row |= _spliced(model, task_ex, aligned, batch_size)
     row |= run_swaps("aligned_delta", SlotEditor(aligned, "delta"), alphas)
-    frag = fragmentation(_encode(aligned, train_acts), y_train, aligned.cfg.concept_slots, names)["mean"]
+    frag = fragmentation(encode_in_chunks(aligned, train_acts), y_train, aligned.cfg.concept_slots, names)["mean"]
     row |= {"eff_feat_slots": frag["eff_feat_slots"], "eff_feat_all": frag["eff_feat_all"]}
     rows.append(row)
     rows.append({"method": "aligned slots (paper)", **run_swaps("aligned_paper", SlotEditor(aligned, "paper"), alphas)})

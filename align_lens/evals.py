@@ -47,6 +47,15 @@ def hungarian(score: np.ndarray, maximize: bool = True) -> list[int]:
 
 
 @torch.no_grad()
+def encode_in_chunks(sae, acts: Float[Tensor, "n d_in"], concepts_only: bool = False,
+                     batch_size: int = 4096) -> Float[Tensor, "n k"]:  # fmt: skip
+    """`sae.encode` (or `concept_acts`) over `acts` in chunks on the SAE's device; float32 on the CPU."""
+    dev = sae.W_dec.device
+    fn = sae.concept_acts if concepts_only else sae.encode
+    return torch.cat([fn(c.to(dev, sae.dtype)).float().cpu() for c in acts.split(batch_size)])
+
+
+@torch.no_grad()
 def binding_metrics(
     concept_acts: Float[Tensor, "n k"],
     labels: Int[Tensor, " n"],
@@ -464,8 +473,7 @@ def off_ontology_silence(sae, acts_without_concepts: Float[Tensor, "n d_in"], th
     """
     names = list(sae.cfg.concept_names)
     scales = list(getattr(sae.cfg, "concept_scales", [1.0] * len(names)))
-    z = torch.cat([sae.concept_acts(c.to(sae.W_dec.device, sae.dtype)).float().cpu()
-                   for c in acts_without_concepts.split(batch_size)])  # fmt: skip
+    z = encode_in_chunks(sae, acts_without_concepts, concepts_only=True, batch_size=batch_size)
     per = {}
     for i, n in enumerate(names):
         col = z[:, i]

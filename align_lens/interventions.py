@@ -29,6 +29,7 @@ from align_lens.evals import (
     _max_answer_len,
     answer_tokens,
     decode_tokens,
+    encode_in_chunks,
     greedy_decode,
     normalize,
     score_generation,
@@ -526,8 +527,7 @@ def ravel_scores(
     from align_lens.activations import gather_activations, tokenize
 
     src_h = gather_activations(model, [t[1].prompt for t in trials], hook, "last", batch_size)
-    dev = aligned.W_dec.device
-    zs = torch.cat([aligned.concept_acts(ch.to(dev, aligned.dtype)).float().cpu() for ch in src_h.split(4096)])
+    zs = encode_in_chunks(aligned, src_h, concepts_only=True)
     base_toks = tokenize(model, [t[0].prompt for t in trials])
     max_new = _max_answer_len(model, list(table.values())) + 1
     gens = _interchange_generate(model, aligned, base_toks, zs, _slot_mask(aligned, None), max_new, batch_size, hook)

@@ -19,7 +19,7 @@ import torch
 from align_lens.activations import gather_activations, residual_hooks
 from align_lens.align import AlignConfig, align
 from align_lens.baselines import stage1_best_latents
-from align_lens.evals import binding_metrics, fidelity, fragmentation
+from align_lens.evals import binding_metrics, encode_in_chunks, fidelity, fragmentation
 from align_lens.interventions import evaluate_swaps
 from align_lens.ontology import Ontology
 from align_lens.pretrain import pretrain_sae
@@ -33,25 +33,19 @@ def _stage1_kwargs(model, stage1_kwargs: dict | None) -> dict:
     return kw
 
 
-def _concept_acts(aligned, acts: torch.Tensor) -> torch.Tensor:
-    dev = aligned.W_dec.device
-    return torch.cat([aligned.concept_acts(c.to(dev, aligned.dtype)).detach().float().cpu() for c in acts.split(4096)])
-
-
 def evaluate_aligned(model, aligned, ontology: Ontology, train_acts, heldout_acts, swap_kwargs: dict | None = None) -> dict[str, Any]:
     """The headline numbers of one aligned SAE as a flat dict (binding train/heldout, fidelity, fragmentation,
     best swap success over α for the three scorers)."""
     names = ontology.names
     row: dict[str, Any] = {}
-    row["binding_train"] = binding_metrics(_concept_acts(aligned, train_acts), ontology.labels("train"), names)["accuracy"]
+    row["binding_train"] = binding_metrics(encode_in_chunks(aligned, train_acts, concepts_only=True), ontology.labels("train"), names)["accuracy"]
     if heldout_acts is not None and len(heldout_acts):
-        bh = binding_metrics(_concept_acts(aligned, heldout_acts), ontology.labels("heldout"), names)
+        bh = binding_metrics(encode_in_chunks(aligned, heldout_acts, concepts_only=True), ontology.labels("heldout"), names)
         row["binding_heldout"] = bh["accuracy"]
         row["hungarian_heldout"] = bh["hungarian_accuracy"]
     fid = fidelity(aligned, train_acts)
     row |= {k: fid[k] for k in ("explained_variance", "l0", "dead_fraction")}
-    with torch.no_grad():
-        z = torch.cat([aligned.encode(c.to(aligned.W_dec.device, aligned.dtype)).float().cpu() for c in train_acts.split(4096)])
+    z = encode_in_chunks(aligned, train_acts)
     row["eff_feat_all"] = fragmentation(z, ontology.labels("train"), aligned.cfg.concept_slots, names)["mean"]["eff_feat_all"]
     if swap_kwargs is not False:
         kw = DEFAULT_SWAP | dict(swap_kwargs or {})
