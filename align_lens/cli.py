@@ -95,7 +95,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from sae_lens import SAE
 
     from align_lens.activations import gather_token_activations
-    from align_lens.demo import DemoConfig, corpus_texts, evaluate_run, summary
+    from align_lens.demo import DemoConfig, corpus_texts, evaluate_run, evaluation_sections, summary
     from align_lens.report import write_report
 
     model, world = _model_and_world(a.model)
@@ -108,14 +108,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     head = summary(results, swaps)
     (out / "eval.json").write_text(json.dumps({"summary": head, "results": results}, indent=1, default=str))
-    from align_lens import figures
-
-    write_report(out / "eval.html", "align_lens evaluation", [
-        ("Summary", [{"metric": k, "value": v} for k, v in head.items()]),
-        ("Binding on held-out templates", figures.binding_heatmap(results["binding_heldout"]["confusion"], onto.names)),
-        ("Swap success by α", figures.swap_by_alpha(swaps)),
-        ("Swap table", swaps.table()),
-    ])  # fmt: skip
+    write_report(out / "eval.html", "align_lens evaluation", evaluation_sections(head, results, swaps, onto.names))
     print(json.dumps(head, indent=1))
     return 0
 
