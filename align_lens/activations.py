@@ -156,7 +156,7 @@ def gather_activations(
         acts = cache[hook_name]
         idx = torch.tensor([_pick(s, int(n), position) for s, n in zip(chunk, lengths)], device=acts.device)
         out.append(acts[torch.arange(len(chunk), device=acts.device), idx].float().cpu())
-    return _check_finite(torch.cat(out), hook_name)
+    return check_activations(torch.cat(out), what=f"activations at {hook_name}")
 
 
 @torch.no_grad()
@@ -180,13 +180,19 @@ def gather_token_activations(
         _, cache = model.run_with_cache(toks.to(model.cfg.device), names_filter=[hook_name], stop_at_layer=stop)
         acts = cache[hook_name].float().cpu()
         out += [acts[i, first : int(n)] for i, n in enumerate(lengths)]
-    return _check_finite(torch.cat(out), hook_name)
+    return check_activations(torch.cat(out), what=f"activations at {hook_name}")
 
 
-def _check_finite(acts: Tensor, hook_name: str) -> Tensor:
+def check_activations(acts: Tensor, d_in: int | None = None, what: str = "activations") -> Tensor:
+    """Return `acts` if it is [n, d_in] (any width when d_in is None) and finite; else raise saying what to fix."""
+    if d_in is not None and (acts.ndim != 2 or acts.shape[1] != d_in):
+        raise ValueError(
+            f"{what} have shape {tuple(acts.shape)} but the SAE expects [n, d_in={d_in}]; "
+            "gather them at the hook the SAE was trained on."
+        )
     if not torch.isfinite(acts).all():
-        bad = (~torch.isfinite(acts)).any(-1).sum().item()
-        raise ValueError(f"{bad} activation rows at {hook_name} contain NaN or inf; check the model's weights and dtype.")
+        bad = (~torch.isfinite(acts)).reshape(len(acts), -1).any(-1).sum().item()
+        raise ValueError(f"{bad} rows of {what} contain NaN or inf; check the model's weights and dtype.")
     return acts
 
 

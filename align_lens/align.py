@@ -15,6 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from align_lens import losses
+from align_lens.activations import check_activations, gather_activations
 from align_lens.ontology import Ontology
 from align_lens.sae import AlignedSAE, aligned_from_sae
 
@@ -91,17 +92,6 @@ def _answer_targets(ontology: Ontology, model) -> tuple[Int[Tensor, " n"], list[
     vocab = sorted({a for a in firsts if a is not None})
     lookup = {a: i for i, a in enumerate(vocab)}
     return torch.tensor([lookup.get(a, -1) if a is not None else -1 for a in firsts]), vocab
-
-
-def _check_acts(acts: Tensor, d_in: int, what: str) -> Tensor:
-    if acts.ndim != 2 or acts.shape[1] != d_in:
-        raise ValueError(
-            f"{what} have shape {tuple(acts.shape)} but the SAE expects [n, d_in={d_in}]; "
-            "gather them at the hook the SAE was trained on."
-        )
-    if not torch.isfinite(acts).all():
-        raise ValueError(f"{what} contain NaN or inf values; check the model and its dtype.")
-    return acts
 
 
 # ---- initialisation ------------------------------------------------------------------------
@@ -258,8 +248,6 @@ def align(
             raise ValueError("give either model= (to gather activations) or activations=.")
         if hook is None:
             raise ValueError("the SAE has no cfg.metadata.hook_name; pass AlignConfig(hook_name=...).")
-        from align_lens.activations import gather_activations
-
         activations = gather_activations(
             model, ontology.prompts("train"), hook, config.position, config.gather_batch_size, config.progress
         )
@@ -267,11 +255,11 @@ def align(
     if len(labels) != len(activations):
         raise ValueError(f"{len(activations)} activations but {len(labels)} labels; give one label per row.")
     d_in = sae.cfg.d_in
-    acts = _check_acts(activations, d_in, "activations").to(config.device, getattr(torch, config.dtype))
+    acts = check_activations(activations, d_in, "activations").to(config.device, getattr(torch, config.dtype))
     labels = labels.to(config.device)
     extra = None
     if unlabelled is not None:
-        extra = _check_acts(unlabelled, d_in, "unlabelled activations").to(config.device, acts.dtype)
+        extra = check_activations(unlabelled, d_in, "unlabelled activations").to(config.device, acts.dtype)
 
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)

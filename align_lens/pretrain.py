@@ -17,6 +17,8 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
 
+from align_lens.activations import check_activations
+
 
 def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
     """Endless shuffled full batches; the order depends only on `seed`."""
@@ -64,8 +66,7 @@ def pretrain_sae(
 
     With `checkpoint_dir` and `n_checkpoints > 0`, an interrupted run resumes from its latest checkpoint.
     """
-    if not torch.isfinite(activations).all():
-        raise ValueError("activations contain NaN or inf; check the model and its dtype.")
+    check_activations(activations)
     if len(activations) < batch_size:
         raise ValueError(f"only {len(activations)} activations for batch_size={batch_size}; lower batch_size.")
     torch.manual_seed(seed)
