@@ -84,9 +84,9 @@ def sae_hook_name(model: HookedTransformer, sae, internal: str = "hook_sae_acts_
     return f"{sae.cfg.metadata.hook_name}.{internal}"
 
 
-def attach_sae(model: HookedSAETransformer, sae, use_error_term: bool = True) -> None:
-    """`model.add_sae` that fails loudly (SAELens only logs) when the SAE's hook is missing."""
-    hook = sae.cfg.metadata.hook_name
+def check_sae_fits(model: HookedTransformer, sae) -> str:
+    """The SAE's hook name, after checking the model has that hook and its width is the SAE's d_in."""
+    hook = sae.cfg.metadata.hook_name if sae.cfg.metadata else None
     if hook is None:
         raise ValueError("the SAE has no cfg.metadata.hook_name; set it to the hook it was trained at.")
     resolve_hook(model, hook)
@@ -96,6 +96,12 @@ def attach_sae(model: HookedSAETransformer, sae, use_error_term: bool = True) ->
             f"SAE d_in {sae.cfg.d_in} does not match the model's width {width} at {hook}; "
             "the SAE was trained on a different model or hook."
         )
+    return hook
+
+
+def attach_sae(model: HookedSAETransformer, sae, use_error_term: bool = True) -> None:
+    """`model.add_sae` that fails loudly (SAELens only logs) when the SAE's hook is missing."""
+    check_sae_fits(model, sae)
     model.add_sae(sae, use_error_term=use_error_term)
 
 

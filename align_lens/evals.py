@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from align_lens.activations import hook_width, pad_right, resolve_hook, tokenize
+from align_lens.activations import check_sae_fits, pad_right, tokenize
 from align_lens.ontology import Example, Ontology
 
 # =============================================================================================
@@ -377,13 +377,7 @@ def score_generation(model, ids: Sequence[int], gold: str, gold_ids: Sequence[in
 @contextmanager
 def spliced(model, sae, use_error_term: bool = False):
     """Splice `sae` into `model` at its hook for the duration of the block (restores what was there)."""
-    hook = sae.cfg.metadata.hook_name if sae.cfg.metadata else None
-    if hook is None:
-        raise ValueError("the SAE has no cfg.metadata.hook_name; set it to the hook it was trained at.")
-    resolve_hook(model, hook)
-    width = hook_width(model, hook)
-    if width is not None and sae.cfg.d_in != width:
-        raise ValueError(f"SAE d_in {sae.cfg.d_in} does not match the model's width {width} at {hook}")
+    check_sae_fits(model, sae)
     with model.saes(saes=[sae], use_error_term=use_error_term):
         yield model
     if hasattr(sae, "setup"):
@@ -504,8 +498,7 @@ def ce_kl(model, sae, texts: Sequence[str], batch_size: int = 32) -> dict[str, f
     Computed over real (unpadded) tokens of `texts`. SAELens' `get_recons_loss` needs an ActivationsStore, so this
     is the same computation written directly on the model.
     """
-    hook = sae.cfg.metadata.hook_name
-    resolve_hook(model, hook)
+    hook = check_sae_fits(model, sae)
     seqs = tokenize(model, list(texts))
     tot = {"clean": 0.0, "sae": 0.0, "ablation": 0.0, "kl": 0.0}
     n_tok = 0
