@@ -5,14 +5,21 @@ Pipeline: `Ontology` → `gather_activations` → `pretrain_sae` (Stage 1) → `
 "aligned" SAE architecture with SAELens, so `SAE.load_from_disk` and `SAE.from_pretrained` return `AlignedSAE`.
 """
 
-from align_lens.sae import AlignedSAE, AlignedSAEConfig, AlignedTrainingSAE, AlignedTrainingSAEConfig, register
-from align_lens.ontology import Concept, Example, Ontology, OntologyError
-from align_lens.activations import gather_activations, gather_token_activations, load_model, save_model
-from align_lens.align import AlignConfig, AlignHistory, align
-from align_lens.pretrain import pretrain_sae
+from align_lens.activations import gather_activations, gather_token_activations
+from align_lens.adapter import load_model, save_model
 from align_lens.evals import binding_metrics, fidelity, fragmentation, off_ontology_silence, task_accuracy
+from align_lens.hub import load_aligned, push_to_hub
 from align_lens.interventions import evaluate_swaps, patch_slots, ravel_scores, swap_hooks
-from align_lens.hub import export_plain, load_aligned, push_to_hub
+from align_lens.ontology import Concept, Example, Ontology, OntologyError
+from align_lens.saes import (
+    AlignedSAE,
+    AlignedSAEConfig,
+    AlignedTrainingSAE,
+    AlignedTrainingSAEConfig,
+    export_plain,
+    register,
+)
+from align_lens.training import AlignConfig, AlignHistory, align, pretrain_sae
 
 register()
 

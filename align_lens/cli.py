@@ -21,40 +21,55 @@ def _ontology(path: str):
 
 
 def _model_and_world(model_dir: str | None):
-    from align_lens.base_model import load_base_model, load_base_world
+    from align_lens.worlds.base_model import load_base_model, load_base_world
 
     return load_base_model(model_dir), load_base_world(model_dir)
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from align_lens.align import AlignConfig
-    from align_lens.demo import DemoConfig, format_summary, run_demo
+    from align_lens.training.stage2 import AlignConfig
+    from align_lens.worlds.demo import DemoConfig, format_summary, run_demo
 
     cfg = DemoConfig(
-        out_dir=a.out, model_path=a.model, hook_name=a.hook, n_people=a.n_people, d_sae=a.d_sae, k=a.k,
-        stage1_steps=a.stage1_steps, align=AlignConfig(epochs=a.epochs, batch_size=a.batch_size),
-        swap_items=a.swap_items, seed=a.seed, overwrite=a.overwrite,
-    )  # fmt: skip
+        out_dir=a.out,
+        model_path=a.model,
+        hook_name=a.hook,
+        n_people=a.n_people,
+        d_sae=a.d_sae,
+        k=a.k,
+        stage1_steps=a.stage1_steps,
+        align=AlignConfig(epochs=a.epochs, batch_size=a.batch_size),
+        swap_items=a.swap_items,
+        seed=a.seed,
+        overwrite=a.overwrite,
+    )
     record = run_demo(cfg)
     print(format_summary(record, a.out))
     return 0
 
 
 def cmd_train_base(a: argparse.Namespace) -> int:
-    from align_lens.base_model import evaluate_splits, train_base_model
+    from align_lens.worlds.base_model import evaluate_splits, train_base_model
     from align_lens.worlds.bio import make_world
 
     world = make_world(n_people=a.n_people, seed=a.world_seed)
-    model = train_base_model(world, a.out, steps=a.steps, seed=a.seed, device=a.device, threads=a.threads,
-                             keep_checkpoints=not a.drop_checkpoints)  # fmt: skip
+    model = train_base_model(
+        world,
+        a.out,
+        steps=a.steps,
+        seed=a.seed,
+        device=a.device,
+        threads=a.threads,
+        keep_checkpoints=not a.drop_checkpoints,
+    )
     print(json.dumps(evaluate_splits(model, world), indent=1))
     return 0
 
 
 def cmd_pretrain(a: argparse.Namespace) -> int:
-    from align_lens.activations import gather_token_activations
-    from align_lens.demo import corpus_texts
-    from align_lens.pretrain import pretrain_sae
+    from align_lens.activations.gather import gather_token_activations
+    from align_lens.training.stage1 import pretrain_sae
+    from align_lens.worlds.demo import corpus_texts
 
     model, world = _model_and_world(a.model)
     if a.texts:
@@ -63,9 +78,18 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
         bios, questions = corpus_texts(world, a.n_people, a.seed)
         texts = bios + questions
     acts = gather_token_activations(model, texts, a.hook, progress=True)
-    sae = pretrain_sae(acts, d_sae=a.d_sae, architecture=a.architecture, k=a.k, steps=a.steps,
-                       hook_name=a.hook, model_name=a.model or "align_lens/bio-tiny", seed=a.seed,
-                       checkpoint_dir=Path(a.out) / "checkpoints", n_checkpoints=a.checkpoints)  # fmt: skip
+    sae = pretrain_sae(
+        acts,
+        d_sae=a.d_sae,
+        architecture=a.architecture,
+        k=a.k,
+        steps=a.steps,
+        hook_name=a.hook,
+        model_name=a.model or "align_lens/bio-tiny",
+        seed=a.seed,
+        checkpoint_dir=Path(a.out) / "checkpoints",
+        n_checkpoints=a.checkpoints,
+    )
     sae.save_model(a.out)
     print(f"Stage-1 SAE ({type(sae).__name__}, d_sae={sae.cfg.d_sae}) written to {a.out}")
     return 0
@@ -74,7 +98,7 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
 def cmd_align(a: argparse.Namespace) -> int:
     from sae_lens import SAE
 
-    from align_lens.align import AlignConfig, align
+    from align_lens.training.stage2 import AlignConfig, align
 
     out = Path(a.out)
     if out.exists() and any(out.iterdir()) and not a.overwrite:
@@ -82,28 +106,40 @@ def cmd_align(a: argparse.Namespace) -> int:
     model, world = _model_and_world(a.model)
     onto = _ontology(a.ontology) if a.ontology else world.ontology(a.n_people)
     sae = SAE.load_from_disk(a.sae)
-    cfg = AlignConfig(hook_name=a.hook, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, binding=a.binding,
-                      decorrelation_weight=a.decorrelation_weight, train_free=not a.freeze_free, seed=a.seed)  # fmt: skip
+    cfg = AlignConfig(
+        hook_name=a.hook,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        binding=a.binding,
+        decorrelation_weight=a.decorrelation_weight,
+        train_free=not a.freeze_free,
+        seed=a.seed,
+    )
     aligned = align(sae, onto, model=model, config=cfg)
     aligned.save_model(out)
     onto.to_json(out / "ontology.json")
-    print(f"aligned SAE written to {out}; training binding accuracy {aligned.cfg.metrics['binding_accuracy_train']:.3f}")
+    print(
+        f"aligned SAE written to {out}; training binding accuracy {aligned.cfg.metrics['binding_accuracy_train']:.3f}"
+    )
     return 0
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from sae_lens import SAE
 
-    from align_lens.activations import gather_token_activations
-    from align_lens.demo import DemoConfig, corpus_texts, evaluate_run, evaluation_sections, summary
-    from align_lens.report import write_report
+    from align_lens.activations.gather import gather_token_activations
+    from align_lens.viz.report import write_report
+    from align_lens.worlds.demo import DemoConfig, corpus_texts, evaluate_run, evaluation_sections, summary
 
     model, world = _model_and_world(a.model)
     aligned, stage1 = SAE.load_from_disk(a.sae), SAE.load_from_disk(a.stage1)
     onto = _ontology(a.ontology) if a.ontology else world.ontology(a.n_people)
     bios, questions = corpus_texts(world, a.n_people, 0)
     tokens = gather_token_activations(model, bios + questions, aligned.cfg.metadata.hook_name)
-    results, swaps = evaluate_run(model, stage1, aligned, onto, tokens, DemoConfig(swap_items=a.swap_items, task_items=a.task_items))
+    results, swaps = evaluate_run(
+        model, stage1, aligned, onto, tokens, DemoConfig(swap_items=a.swap_items, task_items=a.task_items)
+    )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     head = summary(results, swaps)
@@ -114,7 +150,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from align_lens.demo import DEFAULT_HOOK
+    from align_lens.worlds.demo import DEFAULT_HOOK
 
     p = argparse.ArgumentParser(prog="align-lens", description="Concept-aligned SAEs (AlignSAE) for SAELens.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -187,8 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--task-items", type=int, default=300)
     e.set_defaults(func=cmd_eval)
 
-    sub.add_parser("publish", help="push an aligned SAE to the Hugging Face Hub (see `align-lens publish --help`)",
-                   add_help=False)  # fmt: skip
+    sub.add_parser(
+        "publish", help="push an aligned SAE to the Hugging Face Hub (see `align-lens publish --help`)", add_help=False
+    )
     return p
 
 

@@ -22,9 +22,9 @@ def one_run(d_sae: int, naive: bool, steps: int) -> dict:
     import torch
     from sae_lens import StandardSAE, StandardSAEConfig
 
-    from align_lens import losses
-    from align_lens.align import stage2_terms
-    from align_lens.sae import aligned_from_sae
+    from align_lens.saes.aligned import aligned_from_sae
+    from align_lens.training import losses
+    from align_lens.training.stage2 import stage2_terms
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -57,10 +57,19 @@ def one_run(d_sae: int, naive: bool, steps: int) -> dict:
 
 def spawn(d_sae: int, naive: bool, steps: int) -> dict:
     if naive and (d_sae**2 * 4 * 3) / 2**30 > NAIVE_LIMIT_GB:
-        return {"d_sae": d_sae, "naive": True, "step_s": None, "peak_gb": None,
-                "skipped": f"naive needs > {NAIVE_LIMIT_GB:.0f} GB for its {d_sae}x{d_sae} matrices"}
-    out = subprocess.run([sys.executable, __file__, "--one", str(d_sae), str(int(naive)), str(steps)],
-                         capture_output=True, text=True, check=True)
+        return {
+            "d_sae": d_sae,
+            "naive": True,
+            "step_s": None,
+            "peak_gb": None,
+            "skipped": f"naive needs > {NAIVE_LIMIT_GB:.0f} GB for its {d_sae}x{d_sae} matrices",
+        }
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", str(d_sae), str(int(naive)), str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -75,7 +84,9 @@ def main() -> None:
         return
     print(f"Stage-2 step, d_in={D_IN}, batch={BATCH}, {N_CONCEPTS} concepts, 2 threads (median of {args.steps} steps)")
     print("step = whole Stage-2 step; term = the decorrelation loss alone, forward + backward")
-    print(f"{'d_sae':>7} | {'ours s/step':>11} {'term s':>8} {'peak GB':>8} | {'naive s/step':>12} {'term s':>8} {'peak GB':>8} | step x | term x")
+    print(
+        f"{'d_sae':>7} | {'ours s/step':>11} {'term s':>8} {'peak GB':>8} | {'naive s/step':>12} {'term s':>8} {'peak GB':>8} | step x | term x"
+    )
     for d in args.sizes:
         ours, naive = spawn(d, False, args.steps), spawn(d, True, args.steps)
         left = f"{d:>7} | {ours['step_s']:>11.3f} {ours['term_s']:>8.4f} {ours['peak_gb']:>8.2f}"
@@ -83,7 +94,9 @@ def main() -> None:
             print(f"{left} | naive skipped: {naive['skipped']}")
         else:
             step_x, term_x = naive["step_s"] / ours["step_s"], naive["term_s"] / ours["term_s"]
-            print(f"{left} | {naive['step_s']:>12.3f} {naive['term_s']:>8.4f} {naive['peak_gb']:>8.2f} | {step_x:>5.1f}x | {term_x:>5.0f}x")
+            print(
+                f"{left} | {naive['step_s']:>12.3f} {naive['term_s']:>8.4f} {naive['peak_gb']:>8.2f} | {step_x:>5.1f}x | {term_x:>5.0f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from align_lens.demo import DemoConfig, format_summary, run_demo
+from align_lens.worlds.demo import DemoConfig, format_summary, run_demo
 
 BUDGET_S = 300.0
 
@@ -24,7 +24,9 @@ def main() -> None:
     print(format_summary(record, args.out))
     for step, secs in record["timings"].items():
         print(f"  {step:<15} {secs:7.1f} s")
-    print(f"demo wall time {wall:.1f} s; budget {BUDGET_S:.0f} s; ratio {wall / BUDGET_S:.2f} (≤ 1.00 meets the budget)")
+    print(
+        f"demo wall time {wall:.1f} s; budget {BUDGET_S:.0f} s; ratio {wall / BUDGET_S:.2f} (≤ 1.00 meets the budget)"
+    )
 
 
 if __name__ == "__main__":

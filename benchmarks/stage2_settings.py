@@ -18,9 +18,9 @@ import torch
 from sae_lens import SAE
 
 from align_lens import AlignConfig, align, evals, gather_activations, gather_token_activations, pretrain_sae
-from align_lens.base_model import load_base_model, load_base_world
-from align_lens.demo import corpus_texts
-from align_lens.interventions import evaluate_swaps
+from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.worlds.base_model import load_base_model, load_base_world
+from align_lens.worlds.demo import corpus_texts
 
 ALPHAS = (0.5, 1.0, 1.5, 2.0)
 
@@ -36,9 +36,12 @@ def main() -> None:
         acts = torch.load(cache)
     else:
         bios, questions = corpus_texts(world, None, 0)
-        acts = {"bio": gather_token_activations(model, bios, hook), "q": gather_token_activations(model, questions, hook),
-                "train": gather_activations(model, onto.prompts("train"), hook),
-                "heldout": gather_activations(model, onto.prompts("heldout"), hook)}  # fmt: skip
+        acts = {
+            "bio": gather_token_activations(model, bios, hook),
+            "q": gather_token_activations(model, questions, hook),
+            "train": gather_activations(model, onto.prompts("train"), hook),
+            "heldout": gather_activations(model, onto.prompts("heldout"), hook),
+        }
         torch.save(acts, cache)
     tokens = torch.cat([acts["bio"], acts["q"]])
     s1_dir = root / f"stage1_{hook}"
@@ -54,14 +57,26 @@ def main() -> None:
         cfg = AlignConfig(**{"epochs": 4, "batch_size": 256, "progress": False, "hook_name": hook, **overrides})
         aligned = align(stage1, onto, activations=acts["train"], unlabelled=unlabelled, config=cfg)
         templates = [e.template for e in onto.select("heldout")]
-        held = evals.binding_metrics(aligned.concept_acts(acts["heldout"]), onto.labels("heldout"), onto.names, templates)
+        held = evals.binding_metrics(
+            aligned.concept_acts(acts["heldout"]), onto.labels("heldout"), onto.names, templates
+        )
         worst = sorted(held["per_template"].items(), key=lambda kv: kv[1])[:3]
-        swaps = evaluate_swaps(model, aligned, onto.select("heldout"), alphas=ALPHAS, mode="delta", max_items=20, lookup=onto)
-        print(json.dumps({"cfg": name, "binding_heldout": round(held["accuracy"], 4),
-                          "explained_variance": round(evals.fidelity(aligned, tokens)["explained_variance"], 3),
-                          "worst_templates": [(k, round(v, 3)) for k, v in worst],
-                          "swap_exact_by_alpha": dict(zip(ALPHAS, [round(x, 3) for x in swaps.success["exact"]])),
-                          "seconds": round(time.time() - t)}), flush=True)  # fmt: skip
+        swaps = evaluate_swaps(
+            model, aligned, onto.select("heldout"), alphas=ALPHAS, mode="delta", max_items=20, lookup=onto
+        )
+        print(
+            json.dumps(
+                {
+                    "cfg": name,
+                    "binding_heldout": round(held["accuracy"], 4),
+                    "explained_variance": round(evals.fidelity(aligned, tokens)["explained_variance"], 3),
+                    "worst_templates": [(k, round(v, 3)) for k, v in worst],
+                    "swap_exact_by_alpha": dict(zip(ALPHAS, [round(x, 3) for x in swaps.success["exact"]])),
+                    "seconds": round(time.time() - t),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,14 +13,29 @@ from pathlib import Path
 import torch
 
 from align_lens import AlignConfig, align, gather_activations, pretrain_sae
-from align_lens.base_model import load_base_model, load_base_world
-from align_lens.baselines import compare_baselines
-from align_lens.demo import DEFAULT_HOOK
-from align_lens.studies import ablations, layer_sweep
+from align_lens.analysis.baselines import compare_baselines
+from align_lens.analysis.studies import ablations, layer_sweep
+from align_lens.worlds.base_model import load_base_model, load_base_world
+from align_lens.worlds.demo import DEFAULT_HOOK
 
-SWEEP_COLS = ("hook", "binding_train", "binding_heldout", "stage1_binding_heldout", "explained_variance",
-              "swap_exact_best", "swap_exact_alpha", "swap_lenient_best")  # fmt: skip
-ABLATION_COLS = ("variant", "binding_heldout", "explained_variance", "swap_exact_best", "swap_exact_alpha", "swap_lenient_best")
+SWEEP_COLS = (
+    "hook",
+    "binding_train",
+    "binding_heldout",
+    "stage1_binding_heldout",
+    "explained_variance",
+    "swap_exact_best",
+    "swap_exact_alpha",
+    "swap_lenient_best",
+)
+ABLATION_COLS = (
+    "variant",
+    "binding_heldout",
+    "explained_variance",
+    "swap_exact_best",
+    "swap_exact_alpha",
+    "swap_lenient_best",
+)
 
 
 def markdown(rows, cols) -> str:
@@ -45,7 +60,9 @@ def main() -> None:
     cfg = AlignConfig(epochs=4, progress=False)
     record = {}
     if not args.skip_sweep:
-        record["layer_sweep"] = layer_sweep(model, onto, stage1_kwargs=stage1, align_config=cfg, swap_kwargs=swap)["table"]
+        record["layer_sweep"] = layer_sweep(model, onto, stage1_kwargs=stage1, align_config=cfg, swap_kwargs=swap)[
+            "table"
+        ]
         print("## Layer sweep\n" + markdown(record["layer_sweep"], SWEEP_COLS))
     record["ablations"] = ablations(model, onto, DEFAULT_HOOK, stage1_kwargs=stage1, align_config=cfg, swap_kwargs=swap)
     print("## Ablations\n" + markdown(record["ablations"], ABLATION_COLS))
@@ -53,9 +70,13 @@ def main() -> None:
     held = gather_activations(model, onto.prompts("heldout"), DEFAULT_HOOK, batch_size=256)
     s1 = pretrain_sae(train, d_sae=8 * model.cfg.d_model, hook_name=DEFAULT_HOOK, **stage1)
     aligned = align(s1, onto, activations=train, config=AlignConfig(epochs=4, progress=False, hook_name=DEFAULT_HOOK))
-    record["baselines"] = compare_baselines(model, s1, aligned, onto, max_items=args.swap_items,
-                                            train_acts=train, heldout_acts=held)  # fmt: skip
-    print("## Baselines\n" + json.dumps(record["baselines"].get("table", record["baselines"]), indent=1, default=str)[:4000])
+    record["baselines"] = compare_baselines(
+        model, s1, aligned, onto, max_items=args.swap_items, train_acts=train, heldout_acts=held
+    )
+    print(
+        "## Baselines\n"
+        + json.dumps(record["baselines"].get("table", record["baselines"]), indent=1, default=str)[:4000]
+    )
     (out / "studies.json").write_text(json.dumps(record, indent=1, default=str))
 
 

@@ -1,16 +1,8 @@
 import pytest
 import torch
 
-from align_lens.activations import (
-    attach_sae,
-    gather_activations,
-    gather_token_activations,
-    load_model,
-    resolve_hook,
-    residual_hooks,
-    save_model,
-    stop_layer,
-)
+from align_lens.activations.gather import gather_activations, gather_token_activations
+from align_lens.adapter import attach_sae, load_model, residual_hooks, resolve_hook, save_model, stop_layer
 
 PROMPTS = ["Q: alpha of ann A:", "Q: beta A:", "Q: what is the gamma of bob A:", "ann"]
 HOOK = "blocks.1.hook_resid_post"
@@ -56,7 +48,11 @@ def test_stop_layer_and_residual_hooks(tiny_model):
     assert stop_layer("blocks.3.hook_resid_post") == 4
     assert stop_layer("hook_embed") == 0
     assert stop_layer("ln_final.hook_normalized") is None
-    assert residual_hooks(tiny_model) == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert residual_hooks(tiny_model) == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_post",
+    ]
 
 
 def test_token_activations_skip_padding_and_bos(tiny_model):

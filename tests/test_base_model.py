@@ -4,8 +4,8 @@ import shutil
 import pytest
 import torch
 
-from align_lens.activations import load_model, save_model
-from align_lens.base_model import (
+from align_lens.adapter import load_model, save_model
+from align_lens.worlds.base_model import (
     EVAL_FILE,
     evaluate_base_model,
     load_base_model,
@@ -17,8 +17,21 @@ from align_lens.base_model import (
 from align_lens.worlds.bio import RELATIONS, make_world
 from align_lens.worlds.tokenizer import build_tokenizer
 
-TINY = dict(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=64, batch_size=8, warmup=5,
-            checkpoint_every=10, eval_every=30, eval_people=10, threads=1, progress=False)  # fmt: skip
+TINY = dict(
+    n_layers=1,
+    d_model=32,
+    n_heads=2,
+    d_head=16,
+    d_mlp=64,
+    n_ctx=64,
+    batch_size=8,
+    warmup=5,
+    checkpoint_every=10,
+    eval_every=30,
+    eval_people=10,
+    threads=1,
+    progress=False,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,8 @@ import pytest
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from align_lens import baselines
-from align_lens.interventions import DirectionEditor, LatentEditor
-
-from test_interventions import one_thread, trained  # noqa: F401  (shared fixtures)
+from align_lens.analysis import baselines
+from align_lens.interventions.editors import DirectionEditor, LatentEditor
 
 
 def _planted(n=90, d=6, seed=0):
@@ -69,13 +67,28 @@ def test_linear_probe_separable():
 
 
 def test_compare_baselines_on_trained_model(trained):
-    r = baselines.compare_baselines(trained["model"], trained["sae"], trained["aligned"], trained["ontology"],
-                                    alphas=(1.0, 2.0), diffmean_alphas=(1.0,), steer_alphas=(1.0,), max_items=3,
-                                    task_items=4, train_acts=trained["train_acts"],
-                                    heldout_acts=trained["heldout_acts"])  # fmt: skip
+    r = baselines.compare_baselines(
+        trained["model"],
+        trained["sae"],
+        trained["aligned"],
+        trained["ontology"],
+        alphas=(1.0, 2.0),
+        diffmean_alphas=(1.0,),
+        steer_alphas=(1.0,),
+        max_items=3,
+        task_items=4,
+        train_acts=trained["train_acts"],
+        heldout_acts=trained["heldout_acts"],
+    )
     rows = {row["method"]: row for row in r["rows"]}
-    assert set(rows) == {"aligned slots (delta)", "aligned slots (paper)", "aligned slots (steer)",
-                         "stage-1 SAE best latents", "DiffMean", "linear probe"}  # fmt: skip
+    assert set(rows) == {
+        "aligned slots (delta)",
+        "aligned slots (paper)",
+        "aligned slots (steer)",
+        "stage-1 SAE best latents",
+        "DiffMean",
+        "linear probe",
+    }
     al = rows["aligned slots (delta)"]
     assert al["binding_heldout"] > 0.9 and al["swap_exact_best"] > 0.5
     assert rows["linear probe"]["binding_heldout"] >= 0.9

@@ -6,10 +6,20 @@ from sae_lens import SAE
 
 from align_lens import AlignConfig, AlignedSAE
 from align_lens.cli import build_parser, main
-from align_lens.demo import DemoConfig, run_demo
+from align_lens.worlds.demo import DemoConfig, run_demo
 
-REDUCED = dict(n_people=40, d_sae=256, k=8, stage1_steps=60, stage1_batch_size=256,
-               align=AlignConfig(epochs=2, batch_size=128), alphas=(1.0, 2.0), swap_items=4, task_items=24, progress=False)  # fmt: skip
+REDUCED = dict(
+    n_people=40,
+    d_sae=256,
+    k=8,
+    stage1_steps=60,
+    stage1_batch_size=256,
+    align=AlignConfig(epochs=2, batch_size=128),
+    alphas=(1.0, 2.0),
+    swap_items=4,
+    task_items=24,
+    progress=False,
+)
 
 
 class _Checker(HTMLParser):
@@ -30,8 +40,14 @@ class _Checker(HTMLParser):
 def test_reduced_demo_writes_every_output(tmp_path):
     out = tmp_path / "demo"
     record = run_demo(DemoConfig(out_dir=str(out), **REDUCED))
-    for f in ["aligned_sae/cfg.json", "aligned_sae/sae_weights.safetensors", "aligned_sae/ontology.json",
-              "stage1_sae/cfg.json", "results.json", "report.html"]:  # fmt: skip
+    for f in [
+        "aligned_sae/cfg.json",
+        "aligned_sae/sae_weights.safetensors",
+        "aligned_sae/ontology.json",
+        "stage1_sae/cfg.json",
+        "results.json",
+        "report.html",
+    ]:
         assert (out / f).is_file(), f
     assert not (tmp_path / "demo.partial").exists()
     sae = SAE.load_from_disk(out / "aligned_sae")
@@ -42,15 +58,28 @@ def test_reduced_demo_writes_every_output(tmp_path):
     checker = _Checker()
     checker.feed(page)
     assert not checker.stack and {"html", "table", "script"} <= checker.tags
-    assert page.count("Plotly.newPlot") >= 4 and "<script src=\"http" not in page  # figures inline, works offline
+    assert page.count("Plotly.newPlot") >= 4 and '<script src="http' not in page  # figures inline, works offline
 
     with pytest.raises(FileExistsError, match="overwrite"):
         run_demo(DemoConfig(out_dir=str(out), **REDUCED))
     assert (out / "report.html").read_text() == page  # nothing already saved was lost
 
     ev = tmp_path / "eval"
-    argv = ["eval", "--sae", str(out / "aligned_sae"), "--stage1", str(out / "stage1_sae"), "--out", str(ev),
-            "--n-people", "40", "--swap-items", "4", "--task-items", "24"]  # fmt: skip
+    argv = [
+        "eval",
+        "--sae",
+        str(out / "aligned_sae"),
+        "--stage1",
+        str(out / "stage1_sae"),
+        "--out",
+        str(ev),
+        "--n-people",
+        "40",
+        "--swap-items",
+        "4",
+        "--task-items",
+        "24",
+    ]
     assert main(argv) == 0
     again = json.loads((ev / "eval.json").read_text())["summary"]
     assert again["binding_heldout"] == pytest.approx(record["summary"]["binding_heldout"], abs=1e-6)
@@ -59,8 +88,26 @@ def test_reduced_demo_writes_every_output(tmp_path):
 
 def test_cli_pretrain_then_align(tmp_path, capsys):
     s1, out = tmp_path / "s1", tmp_path / "aligned"
-    assert main(["pretrain", "--out", str(s1), "--n-people", "30", "--d-sae", "128", "--k", "8", "--steps", "40",
-                 "--checkpoints", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--out",
+                str(s1),
+                "--n-people",
+                "30",
+                "--d-sae",
+                "128",
+                "--k",
+                "8",
+                "--steps",
+                "40",
+                "--checkpoints",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert list((s1 / "checkpoints").glob("*/trainer_state.pt"))
     assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
     aligned = SAE.load_from_disk(out)

@@ -9,7 +9,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
 from align_lens import evals
-from align_lens.sae import aligned_from_sae
+from align_lens.saes.aligned import aligned_from_sae
 
 NAMES = ["a", "b", "c"]
 
@@ -140,7 +140,7 @@ def test_lenient_match_is_the_official_rule():
 
 
 def test_wilson_interval():
-    from align_lens.interventions import wilson
+    from align_lens.interventions.swaps import wilson
 
     lo, hi = wilson(50, 100)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.192, abs=0.01)
@@ -148,7 +148,7 @@ def test_wilson_interval():
 
 # ---- on a trained model -------------------------------------------------------------------
 def test_task_accuracy_clean_and_spliced(trained):
-    model, ont, aligned, sae = trained["model"], trained["ontology"], trained["aligned"], trained["sae"]
+    model, ont, aligned = trained["model"], trained["ontology"], trained["aligned"]
     ex = trained["heldout_sample"]
     clean = evals.task_accuracy(model, ex, names=ont.names)
     assert clean["exact"] > 0.9 and clean["n"] == len(ex)
@@ -176,6 +176,3 @@ def test_ce_kl_with_sae(trained):
     r = evals.ce_kl(model, exact, texts)
     assert r["ce_loss_with_sae"] == pytest.approx(r["ce_loss_without_sae"], abs=1e-4)
     assert r["kl_div"] == pytest.approx(0.0, abs=1e-5) and r["ce_loss_score"] == pytest.approx(1.0, abs=1e-4)
-
-
-from test_interventions import one_thread, trained  # noqa: E402,F401  (shared fixtures)

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.errors import EntryNotFoundError
-from safetensors.torch import save_file
 from sae_lens import SAE, JumpReLUSAE, JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 from sae_lens.loading import pretrained_sae_loaders
+from safetensors.torch import save_file
 
 from align_lens import AlignedSAE, Ontology
-from align_lens.hub import PublishError, aligned_from_plain, export_plain, load_aligned, publish_main, push_to_hub
-from align_lens.sae import aligned_from_sae
+from align_lens.hub import PublishError, load_aligned, publish_main, push_to_hub
+from align_lens.saes.aligned import aligned_from_sae
+from align_lens.saes.plain import aligned_from_plain, export_plain
 
 CONCEPTS = ["a", "b", "c"]
 REPO = "someone/tiny-align"
@@ -73,8 +74,16 @@ class FakeHfApi:
         repo = self.root / repo_id
         return sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file())
 
-    def upload_folder(self, repo_id, folder_path, path_in_repo=None, revision=None, repo_type=None,
-                      commit_message=None, delete_patterns=None):
+    def upload_folder(
+        self,
+        repo_id,
+        folder_path,
+        path_in_repo=None,
+        revision=None,
+        repo_type=None,
+        commit_message=None,
+        delete_patterns=None,
+    ):
         self._call("upload_folder")
         repo = self.root / repo_id / (path_in_repo or "")
         for path in self.list_repo_files(repo_id):

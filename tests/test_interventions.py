@@ -1,88 +1,15 @@
 """Swap, interchange and patching interventions, on the algebra and on a trained base model.
 
-The `trained` fixture (shared with the other test modules through `from test_interventions import trained`)
-loads the shipped base model (align_lens/data/base_model), or the model in $ALIGN_LENS_TEST_MODEL, or as a last
-resort trains a tiny one; then it pretrains and aligns a small SAE at a middle residual hook on 60 people.
+The `trained` fixture lives in conftest.py.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import random
-import warnings
-from pathlib import Path
-
 import pytest
 import torch
 
-from align_lens import AlignConfig, align, pretrain_sae
 from align_lens import interventions as iv
-from align_lens.activations import gather_activations
-
-N_PEOPLE = 60
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny: one intra-op thread avoids oversubscription on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@functools.lru_cache(maxsize=1)
-def _build() -> dict:
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _build_inner()
-    finally:
-        torch.set_num_threads(n_threads)
-
-
-def _build_inner() -> dict:
-    from align_lens.base_model import DATA_DIR, load_base_model, load_base_world, train_base_model
-    from align_lens.worlds.bio import BioWorld
-
-    torch.manual_seed(0)
-    path = os.environ.get("ALIGN_LENS_TEST_MODEL")
-    if path is None and (DATA_DIR / "tl_config.json").exists():
-        path = str(DATA_DIR)
-    if path is not None:
-        model, world = load_base_model(path), load_base_world(path)
-    else:  # no shipped model: a tiny one (slow, only in a bare checkout)
-        world = BioWorld(n_people=60, seed=3, n_cities=12, n_universities=12, n_majors=12, n_employers=12)
-        out = Path(os.environ.get("TMPDIR", "/tmp")) / "align_lens_test_model"
-        model = train_base_model(world, out, n_layers=2, d_model=64, n_heads=4, d_head=16, d_mlp=256, steps=800,
-                                 lr=3e-3, warmup=100, eval_every=10_000, progress=False)  # fmt: skip
-    ont = world.ontology(N_PEOPLE)
-    hook = f"blocks.{model.cfg.n_layers // 2}.hook_resid_pre"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        train = gather_activations(model, ont.prompts("train"), hook, batch_size=256)
-        heldout = gather_activations(model, ont.prompts("heldout"), hook, batch_size=256)
-        sae = pretrain_sae(train, 8 * model.cfg.d_model, "topk", k=16, steps=300, batch_size=256, hook_name=hook)
-        aligned = align(sae, ont, activations=train, config=AlignConfig(epochs=10, progress=False))
-    rng = random.Random(0)
-    held = ont.select("heldout")
-    return {
-        "model": model,
-        "world": world,
-        "ontology": ont,
-        "hook": hook,
-        "train_acts": train,
-        "heldout_acts": heldout,
-        "sae": sae,
-        "aligned": aligned,
-        "heldout_sample": rng.sample(held, 60),
-    }
-
-
-@pytest.fixture(scope="session")
-def trained():
-    return _build()
+from align_lens.activations.gather import gather_activations
 
 
 # ---- algebra (no model) -------------------------------------------------------------------
@@ -177,14 +104,16 @@ def test_hooks_agree_with_batched_decoder(trained):
     """swap_hooks + run_with_hooks and the batched right-padded decoder give the same first token."""
     model, al = trained["model"], trained["aligned"]
     items = [e for e in trained["heldout_sample"] if e.concept == "MAJOR"][:3]
-    from align_lens.evals import greedy_decode
+    from align_lens.evals.decoding import greedy_decode
 
     ed = iv.SlotEditor(al, "delta")
     src = torch.full((len(items),), ed.index("MAJOR"))
     tgt = torch.full((len(items),), ed.index("UNIVERSITY"))
     gens = greedy_decode(model, [e.prompt for e in items], 1, trained["hook"], lambda h, r: ed(h, src[r], tgt[r], 1.5))
     for e, g in zip(items, gens):
-        logits = model.run_with_hooks(model.to_tokens(e.prompt), fwd_hooks=iv.swap_hooks(al, "MAJOR", "UNIVERSITY", 1.5))
+        logits = model.run_with_hooks(
+            model.to_tokens(e.prompt), fwd_hooks=iv.swap_hooks(al, "MAJOR", "UNIVERSITY", 1.5)
+        )
         assert int(logits[0, -1].argmax()) == g[0]
 
 
@@ -228,8 +157,13 @@ def test_patch_slots_moves_the_relation(trained):
 
 
 def test_ravel_scores(trained):
-    r = iv.ravel_scores(trained["model"], trained["aligned"], trained["ontology"].select("heldout"),
-                        lookup=trained["ontology"], max_items=3)  # fmt: skip
+    r = iv.ravel_scores(
+        trained["model"],
+        trained["aligned"],
+        trained["ontology"].select("heldout"),
+        lookup=trained["ontology"],
+        max_items=3,
+    )
     assert r["cause"] > 0.3 and r["isolation"] > 0.8 and r["entity_leak"] < 0.2
     assert r["n_isolation"] == 3 * 6 and 0 < r["n_cause"] <= 3 * 6 * 5
 

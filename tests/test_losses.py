@@ -3,7 +3,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from align_lens import losses
+from align_lens.training import losses
 
 
 @settings(max_examples=30, deadline=None)
@@ -31,7 +31,9 @@ def test_binding_losses():
     y = torch.tensor([0, 2])
     perfect = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
     assert losses.binding_loss(perfect, y, "mse_onehot").item() == 0.0
-    assert losses.binding_loss(perfect - 1, y, "mse_onehot").item() == pytest.approx(2 / 6)  # silent true slot still counts
+    assert losses.binding_loss(perfect - 1, y, "mse_onehot").item() == pytest.approx(
+        2 / 6
+    )  # silent true slot still counts
     assert losses.binding_loss(perfect * 20 - 10, y, "ce").item() < 1e-4
     assert losses.binding_loss(perfect - 5, y, "ce").item() > 1  # true slot silent: the "no concept" logit wins
     assert losses.binding_loss(perfect.flip(1), y, "ce") > losses.binding_loss(perfect, y, "ce")

@@ -19,8 +19,9 @@ def test_quickstart_notebook_runs():
     env_model = os.environ.get("ALIGN_LENS_MODEL") or os.environ.get("ALIGN_LENS_TEST_MODEL")
     if env_model:
         os.environ["ALIGN_LENS_MODEL"] = env_model  # the kernel inherits the environment
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})  # fmt: skip
+    client = nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors

@@ -31,7 +31,10 @@ def test_jsonl_csv_and_json_round_trip(tmp_path):
     with open(tmp_path / "o.csv", "w") as f:
         f.write("prompt,concept,answer,split,entity,template\n")
         for r in recs:
-            f.write(",".join(str(r.get(k, "")) for k in ["prompt", "concept", "answer", "split", "entity", "template"]) + "\n")
+            f.write(
+                ",".join(str(r.get(k, "")) for k in ["prompt", "concept", "answer", "split", "entity", "template"])
+                + "\n"
+            )
     b = Ontology.from_csv(tmp_path / "o.csv")
     assert a.examples == b.examples
     a.to_json(tmp_path / "o.json")

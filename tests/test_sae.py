@@ -14,7 +14,7 @@ from sae_lens import (
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
 from align_lens import AlignedSAE, AlignedTrainingSAE, register
-from align_lens.sae import AlignedSAEConfig, aligned_from_sae
+from align_lens.saes.aligned import AlignedSAEConfig, aligned_from_sae
 
 HOOK = "blocks.1.hook_resid_post"
 NAMES = ["alpha", "beta", "gamma"]
@@ -109,7 +109,12 @@ def test_training_sae_input_is_converted():
         tr.W_dec.mul_(torch.rand(64, 1) + 0.5)
     a = aligned_from_sae(tr, NAMES)
     x = torch.randn(8, 32)
-    torch.testing.assert_close(a.free_acts(x) @ a.W_dec[:64], tr.encode(x) @ (tr.W_dec / tr.W_dec.norm(dim=-1, keepdim=True)), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        a.free_acts(x) @ a.W_dec[:64],
+        tr.encode(x) @ (tr.W_dec / tr.W_dec.norm(dim=-1, keepdim=True)),
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_bad_configs():

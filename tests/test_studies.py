@@ -5,11 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import pytest
 
-from align_lens import AlignConfig, figures, studies
-from align_lens.evals import binding_metrics
-from align_lens.interventions import evaluate_swaps
-
-from test_interventions import one_thread, trained  # noqa: F401  (shared fixtures)
+from align_lens import AlignConfig
+from align_lens.analysis import studies
+from align_lens.evals.binding import binding_metrics
+from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.viz import figures
 
 TINY_STAGE1 = {"steps": 100, "batch_size": 256, "k": 8}
 TINY_ALIGN = AlignConfig(epochs=3, progress=False)
@@ -30,8 +30,15 @@ def test_layer_sweep_small(trained):
 
 
 def test_ablations_small(trained):
-    rows = studies.ablations(trained["model"], trained["ontology"], trained["hook"], TINY_STAGE1, TINY_ALIGN,
-                             swap_kwargs=False, variants=["full", "no decorrelation", "no stage 1 (random SAE)"])  # fmt: skip
+    rows = studies.ablations(
+        trained["model"],
+        trained["ontology"],
+        trained["hook"],
+        TINY_STAGE1,
+        TINY_ALIGN,
+        swap_kwargs=False,
+        variants=["full", "no decorrelation", "no stage 1 (random SAE)"],
+    )
     assert [r["variant"] for r in rows] == ["full", "no decorrelation", "no stage 1 (random SAE)"]
     assert all(0 <= r["binding_train"] <= 1 and "explained_variance" in r for r in rows)
     with pytest.raises(ValueError):

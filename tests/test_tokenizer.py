@@ -1,6 +1,6 @@
 import pytest
 
-from align_lens.activations import build_model
+from align_lens.adapter import build_model
 from align_lens.worlds.bio import make_world
 from align_lens.worlds.tokenizer import SPECIALS, build_tokenizer, load_tokenizer
 
@@ -43,8 +43,17 @@ def test_missing_folder_raises(tmp_path):
 
 def test_tokenizer_in_a_model(world, tok_dir):
     tok = load_tokenizer(tok_dir)
-    cfg = dict(n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=32, n_ctx=64, d_vocab=len(tok), act_fn="gelu",
-               normalization_type="LN")  # fmt: skip
+    cfg = dict(
+        n_layers=1,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_mlp=32,
+        n_ctx=64,
+        d_vocab=len(tok),
+        act_fn="gelu",
+        normalization_type="LN",
+    )
     model = build_model(cfg, tokenizer=tok)
     prompt = world.ontology(n_people=1).prompts()[0]
     assert model.to_str_tokens(prompt) == ["<bos>", *prompt.split()]

@@ -90,17 +90,72 @@ BIO_TEMPLATES = {
     ),
 }
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")  # fmt: skip
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 MAJORS = (
-    "Computer_Science", "Mathematics", "Physics", "Chemistry", "Biology", "Economics", "History", "Philosophy",
-    "Linguistics", "Psychology", "Sociology", "Anthropology", "Astronomy", "Geology", "Statistics", "Architecture",
-    "Music", "Literature", "Political_Science", "Law", "Medicine", "Nursing", "Pharmacy", "Accounting", "Finance",
-    "Marketing", "Journalism", "Art_History", "Theater", "Dance", "Civil_Engineering", "Mechanical_Engineering",
-    "Electrical_Engineering", "Chemical_Engineering", "Aerospace_Engineering", "Materials_Science", "Neuroscience",
-    "Genetics", "Ecology", "Oceanography", "Geography", "Classics", "Education", "Public_Health", "Nutrition",
-    "Agriculture", "Forestry", "Graphic_Design", "Film_Studies", "Data_Science",
-)  # fmt: skip
+    "Computer_Science",
+    "Mathematics",
+    "Physics",
+    "Chemistry",
+    "Biology",
+    "Economics",
+    "History",
+    "Philosophy",
+    "Linguistics",
+    "Psychology",
+    "Sociology",
+    "Anthropology",
+    "Astronomy",
+    "Geology",
+    "Statistics",
+    "Architecture",
+    "Music",
+    "Literature",
+    "Political_Science",
+    "Law",
+    "Medicine",
+    "Nursing",
+    "Pharmacy",
+    "Accounting",
+    "Finance",
+    "Marketing",
+    "Journalism",
+    "Art_History",
+    "Theater",
+    "Dance",
+    "Civil_Engineering",
+    "Mechanical_Engineering",
+    "Electrical_Engineering",
+    "Chemical_Engineering",
+    "Aerospace_Engineering",
+    "Materials_Science",
+    "Neuroscience",
+    "Genetics",
+    "Ecology",
+    "Oceanography",
+    "Geography",
+    "Classics",
+    "Education",
+    "Public_Health",
+    "Nutrition",
+    "Agriculture",
+    "Forestry",
+    "Graphic_Design",
+    "Film_Studies",
+    "Data_Science",
+)
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gr", "kr", "st", "th")
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ei", "ou")
@@ -192,7 +247,7 @@ class BioWorld:
         universities = [w + "_University" for w in _invented_words(rng, self.n_universities, taken)]
         employers = [w + "_Corp" for w in _invented_words(rng, self.n_employers, taken)]
         headquarters = {e: rng.choice(cities) for e in employers}
-        names = rng.sample([f"{f} {l}" for f in firsts for l in lasts], self.n_people)
+        names = rng.sample([f"{f} {last}" for f in firsts for last in lasts], self.n_people)
         self.people = []
         for i, name in enumerate(names):
             employer = rng.choice(employers)

@@ -16,13 +16,15 @@ from typing import Any
 
 import torch
 
-from align_lens.activations import gather_activations, residual_hooks
-from align_lens.align import AlignConfig, align
-from align_lens.baselines import stage1_best_latents
-from align_lens.evals import binding_metrics, encode_in_chunks, fidelity, fragmentation
-from align_lens.interventions import evaluate_swaps
+from align_lens.activations.gather import gather_activations
+from align_lens.adapter import residual_hooks
+from align_lens.analysis.baselines import stage1_best_latents
+from align_lens.evals.binding import binding_metrics, encode_in_chunks, fragmentation
+from align_lens.evals.fidelity import fidelity
+from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.ontology import Ontology
-from align_lens.pretrain import pretrain_sae
+from align_lens.training.stage1 import pretrain_sae
+from align_lens.training.stage2 import AlignConfig, align
 
 DEFAULT_STAGE1 = {"architecture": "topk", "k": 16, "steps": 500, "batch_size": 256}
 DEFAULT_SWAP = {"alphas": (0.5, 1.0, 2.0, 4.0), "max_items": 10, "mode": "delta"}
@@ -33,20 +35,28 @@ def _stage1_kwargs(model, stage1_kwargs: dict | None) -> dict:
     return kw
 
 
-def evaluate_aligned(model, aligned, ontology: Ontology, train_acts, heldout_acts, swap_kwargs: dict | None = None) -> dict[str, Any]:
+def evaluate_aligned(
+    model, aligned, ontology: Ontology, train_acts, heldout_acts, swap_kwargs: dict | None = None
+) -> dict[str, Any]:
     """The headline numbers of one aligned SAE as a flat dict (binding train/heldout, fidelity, fragmentation,
     best swap success over α for the three scorers)."""
     names = ontology.names
     row: dict[str, Any] = {}
-    row["binding_train"] = binding_metrics(encode_in_chunks(aligned, train_acts, concepts_only=True), ontology.labels("train"), names)["accuracy"]
+    row["binding_train"] = binding_metrics(
+        encode_in_chunks(aligned, train_acts, concepts_only=True), ontology.labels("train"), names
+    )["accuracy"]
     if heldout_acts is not None and len(heldout_acts):
-        bh = binding_metrics(encode_in_chunks(aligned, heldout_acts, concepts_only=True), ontology.labels("heldout"), names)
+        bh = binding_metrics(
+            encode_in_chunks(aligned, heldout_acts, concepts_only=True), ontology.labels("heldout"), names
+        )
         row["binding_heldout"] = bh["accuracy"]
         row["hungarian_heldout"] = bh["hungarian_accuracy"]
     fid = fidelity(aligned, train_acts)
     row |= {k: fid[k] for k in ("explained_variance", "l0", "dead_fraction")}
     z = encode_in_chunks(aligned, train_acts)
-    row["eff_feat_all"] = fragmentation(z, ontology.labels("train"), aligned.cfg.concept_slots, names)["mean"]["eff_feat_all"]
+    row["eff_feat_all"] = fragmentation(z, ontology.labels("train"), aligned.cfg.concept_slots, names)["mean"][
+        "eff_feat_all"
+    ]
     if swap_kwargs is not False:
         kw = DEFAULT_SWAP | dict(swap_kwargs or {})
         items = ontology.select("heldout") or ontology.select()
@@ -84,8 +94,11 @@ def layer_sweep(
     for i, hook in enumerate(hooks):
         t0 = time.time()
         train = gather_activations(model, ontology.prompts("train"), hook, batch_size=256, progress=progress)
-        held = (gather_activations(model, ontology.prompts("heldout"), hook, batch_size=256)
-                if ontology.select("heldout") else None)  # fmt: skip
+        held = (
+            gather_activations(model, ontology.prompts("heldout"), hook, batch_size=256)
+            if ontology.select("heldout")
+            else None
+        )
         kw = _stage1_kwargs(model, stage1_kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -93,8 +106,14 @@ def layer_sweep(
             aligned = align(sae, ontology, activations=train, config=replace(cfg, hook_name=hook))
         row = {"hook": hook, "layer": i}
         row |= evaluate_aligned(model, aligned, ontology, train, held, swap_kwargs)
-        best = stage1_best_latents(sae, train, ontology.labels("train"), ontology.names, held,
-                                   ontology.labels("heldout") if held is not None else None)  # fmt: skip
+        best = stage1_best_latents(
+            sae,
+            train,
+            ontology.labels("train"),
+            ontology.names,
+            held,
+            ontology.labels("heldout") if held is not None else None,
+        )
         row["stage1_binding_heldout"] = best.get("binding_heldout", best["binding"])["accuracy"]
         row["seconds"] = time.time() - t0
         table.append(row)
@@ -160,7 +179,11 @@ def ablations(
         raise ValueError(f"unknown variant(s) {sorted(unknown)}; choose from {ABLATIONS}")
     base = replace(align_config or AlignConfig(epochs=10, progress=False), hook_name=hook, seed=seed)
     train = gather_activations(model, ontology.prompts("train"), hook, batch_size=256)
-    held = gather_activations(model, ontology.prompts("heldout"), hook, batch_size=256) if ontology.select("heldout") else None
+    held = (
+        gather_activations(model, ontology.prompts("heldout"), hook, batch_size=256)
+        if ontology.select("heldout")
+        else None
+    )
     kw = _stage1_kwargs(model, stage1_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

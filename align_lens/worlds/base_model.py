@@ -20,7 +20,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from align_lens.activations import build_model, load_model, save_model
+from align_lens.adapter import build_model, load_model, save_model
 from align_lens.worlds.bio import RELATIONS, BioWorld
 from align_lens.worlds.tokenizer import build_tokenizer
 
@@ -178,8 +178,17 @@ def train_base_model(
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         world.save(out / WORLD_FILE)
         tokenizer = build_tokenizer(world.vocabulary(), out / "tokenizer")
-        cfg = dict(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_head=d_head, d_mlp=d_mlp, n_ctx=n_ctx,
-                   d_vocab=len(tokenizer), act_fn="gelu", normalization_type="LN")  # fmt: skip
+        cfg = dict(
+            n_layers=n_layers,
+            d_model=d_model,
+            n_heads=n_heads,
+            d_head=d_head,
+            d_mlp=d_mlp,
+            n_ctx=n_ctx,
+            d_vocab=len(tokenizer),
+            act_fn="gelu",
+            normalization_type="LN",
+        )
         torch.manual_seed(seed)
         model = build_model(cfg, tokenizer=tokenizer, device=device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
@@ -210,8 +219,11 @@ def train_base_model(
                 row = {"step": step, "loss": loss.item(), "wall_s": round(time.time() - t0, 1), **acc}
                 with open(out / LOG_FILE, "a") as f:
                     f.write(json.dumps(row) + "\n")
-                bar.set_postfix(loss=f"{loss.item():.3f}", train=f"{acc['train']['all']['full']:.3f}",
-                                heldout=f"{acc['heldout']['all']['full']:.3f}")  # fmt: skip
+                bar.set_postfix(
+                    loss=f"{loss.item():.3f}",
+                    train=f"{acc['train']['all']['full']:.3f}",
+                    heldout=f"{acc['heldout']['all']['full']:.3f}",
+                )
             if step % checkpoint_every == 0 or step == steps:
                 _save_checkpoint(ckpt_dir, model, opt, meta, step, epoch, batch)
         bar.close()
@@ -244,8 +256,15 @@ def _load_checkpoint(ckpt_dir: Path, model, opt, meta: dict, device: str) -> tup
 
 def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: int, batch: int, keep: int = 2) -> None:
     """Write step_<step>.pt atomically and keep only the newest `keep` checkpoints."""
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state(),
-             "meta": meta, "step": step, "epoch": epoch, "batch": batch}  # fmt: skip
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "meta": meta,
+        "step": step,
+        "epoch": epoch,
+        "batch": batch,
+    }
     tmp = ckpt_dir / f"step_{step:06d}.pt.tmp"
     torch.save(state, tmp)
     tmp.rename(ckpt_dir / f"step_{step:06d}.pt")

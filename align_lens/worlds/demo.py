@@ -16,14 +16,15 @@ from typing import Any
 
 import torch
 
-from align_lens import evals, figures
-from align_lens.activations import gather_activations, gather_token_activations
-from align_lens.align import AlignConfig, align
-from align_lens.base_model import load_base_model, load_base_world
-from align_lens.interventions import evaluate_swaps
+from align_lens import evals
+from align_lens.activations.gather import gather_activations, gather_token_activations
+from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.ontology import Ontology
-from align_lens.pretrain import pretrain_sae
-from align_lens.report import write_report
+from align_lens.training.stage1 import pretrain_sae
+from align_lens.training.stage2 import AlignConfig, align
+from align_lens.viz import figures
+from align_lens.viz.report import write_report
+from align_lens.worlds.base_model import load_base_model, load_base_world
 
 # Chosen by measurement (docs/results.md, "Choice of hook"): at block 0's output the aligned slots bind
 # held-out templates and swap relations better than at block 1's or 2's output.
@@ -66,7 +67,9 @@ def corpus_texts(world, n_people: int | None, seed: int) -> tuple[list[str], lis
 def _prepare(out: Path, overwrite: bool) -> Path:
     """A fresh staging folder beside `out`; `out` itself is only replaced when the run succeeds."""
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} already exists and is not empty; pass overwrite=True (--overwrite) or another folder.")
+        raise FileExistsError(
+            f"{out} already exists and is not empty; pass overwrite=True (--overwrite) or another folder."
+        )
     stage = out.with_name(out.name + ".partial")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
@@ -81,11 +84,18 @@ def _commit(stage: Path, out: Path) -> None:
 
 def split_activations(model, ontology: Ontology, hook: str, batch_size: int = 128) -> dict[str, torch.Tensor]:
     """Last-token activations of the train and heldout prompts."""
-    return {s: gather_activations(model, ontology.prompts(s), hook, batch_size=batch_size) for s in ("train", "heldout")}
+    return {
+        s: gather_activations(model, ontology.prompts(s), hook, batch_size=batch_size) for s in ("train", "heldout")
+    }
 
 
 def evaluate_run(
-    model, stage1, aligned, ontology: Ontology, token_acts: torch.Tensor, cfg: DemoConfig,
+    model,
+    stage1,
+    aligned,
+    ontology: Ontology,
+    token_acts: torch.Tensor,
+    cfg: DemoConfig,
     split_acts: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Binding (train / held-out templates), fidelity, task accuracy with the SAE spliced in, swaps."""
@@ -103,13 +113,21 @@ def evaluate_run(
     sample = ontology.select("heldout")[:: max(1, len(ontology.select("heldout")) // (cfg.task_items or 10**9))]
     out["task_accuracy"] = {
         "clean": evals.task_accuracy(model, sample),
-        "aligned_no_error_term": evals.task_accuracy(model, sample, sae=aligned, use_error_term=False, positions="last"),
+        "aligned_no_error_term": evals.task_accuracy(
+            model, sample, sae=aligned, use_error_term=False, positions="last"
+        ),
         "stage1_no_error_term": evals.task_accuracy(model, sample, sae=stage1, use_error_term=False, positions="last"),
     }
     swaps = evaluate_swaps(
-        model, aligned, ontology.select("heldout"), alphas=cfg.alphas, mode="delta",
-        max_items=cfg.swap_items, lookup=ontology, seed=cfg.seed,
-    )  # fmt: skip
+        model,
+        aligned,
+        ontology.select("heldout"),
+        alphas=cfg.alphas,
+        mode="delta",
+        max_items=cfg.swap_items,
+        lookup=ontology,
+        seed=cfg.seed,
+    )
     out["swap"] = swaps.to_dict()
     return out, swaps
 
@@ -138,11 +156,13 @@ def evaluation_sections(headline: dict[str, float], results: dict[str, Any], swa
         ("Summary", [{"metric": k, "value": v} for k, v in headline.items()]),
         ("Binding on held-out templates", figures.binding_heatmap(results["binding_heldout"]["confusion"], names)),
         ("Swap success by α (held-out templates, delta mode)", figures.swap_by_alpha(swaps)),
-        ("Swap success per pair at the best α (exact answer)",
-         figures.swap_pair_matrix(swaps, names, alpha=headline["swap_best_alpha"])),
+        (
+            "Swap success per pair at the best α (exact answer)",
+            figures.swap_pair_matrix(swaps, names, alpha=headline["swap_best_alpha"]),
+        ),
         ("Swap table", swaps.table()),
         ("Swap examples", swaps.examples),
-    ]  # fmt: skip
+    ]
 
 
 def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
@@ -165,14 +185,22 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
 
     t = time.perf_counter()
     stage1 = pretrain_sae(
-        token_acts, d_sae=cfg.d_sae, architecture="topk", k=cfg.k, steps=cfg.stage1_steps,
-        batch_size=min(cfg.stage1_batch_size, len(token_acts)), hook_name=cfg.hook_name,
-        model_name="align_lens/bio-tiny", seed=cfg.seed,
-    )  # fmt: skip
+        token_acts,
+        d_sae=cfg.d_sae,
+        architecture="topk",
+        k=cfg.k,
+        steps=cfg.stage1_steps,
+        batch_size=min(cfg.stage1_batch_size, len(token_acts)),
+        hook_name=cfg.hook_name,
+        model_name="align_lens/bio-tiny",
+        seed=cfg.seed,
+    )
     timings["stage1_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    align_cfg = AlignConfig(**{**asdict(cfg.align), "hook_name": cfg.hook_name, "seed": cfg.seed, "progress": cfg.progress})
+    align_cfg = AlignConfig(
+        **{**asdict(cfg.align), "hook_name": cfg.hook_name, "seed": cfg.seed, "progress": cfg.progress}
+    )
     aligned = align(stage1, ontology, activations=split_acts["train"], unlabelled=bio_acts, config=align_cfg)
     timings["stage2_s"] = time.perf_counter() - t
 
@@ -188,12 +216,19 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     ontology.to_json(stage / "aligned_sae" / "ontology.json")
     stage1.save_model(stage / "stage1_sae")
     config_dict = asdict(cfg) | {"align": align_cfg.__dict__}
-    record = {"summary": headline, "timings": timings, "config": config_dict, "results": results,
-              "history": aligned.history.steps}  # fmt: skip
+    record = {
+        "summary": headline,
+        "timings": timings,
+        "config": config_dict,
+        "results": results,
+        "history": aligned.history.steps,
+    }
     (stage / "results.json").write_text(json.dumps(record, indent=1, default=str))
     sections = evaluation_sections(headline, results, swaps, ontology.names)
-    sections[1:1] = [("Timings (s)", [{"step": k, "seconds": v} for k, v in timings.items()]),
-                     ("Stage-2 losses", figures.loss_curves(aligned.history))]  # fmt: skip
+    sections[1:1] = [
+        ("Timings (s)", [{"step": k, "seconds": v} for k, v in timings.items()]),
+        ("Stage-2 losses", figures.loss_curves(aligned.history)),
+    ]
     write_report(stage / "report.html", "align_lens demo: AlignSAE on the synthetic biography world", sections)
     _commit(stage, out)
     return record
@@ -209,5 +244,5 @@ def format_summary(record: dict[str, Any], out_dir: str) -> str:
         f"  task accuracy         clean {s['task_acc_clean']:.3f}   aligned SAE spliced (no error term) {s['task_acc_aligned_spliced']:.3f}",
         f"  swap success (best α={s['swap_best_alpha']})  exact {s['swap_exact_best']:.3f}   first token {s['swap_first_token_best']:.3f}   lenient {s['swap_lenient_best']:.3f}",
         f"  outputs: {out_dir}/aligned_sae (SAE.load_from_disk after `import align_lens`), {out_dir}/report.html",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)

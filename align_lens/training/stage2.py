@@ -14,10 +14,10 @@ from sae_lens import SAE
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from align_lens import losses
-from align_lens.activations import check_activations, gather_activations
+from align_lens.activations.gather import check_activations, gather_activations
 from align_lens.ontology import Ontology
-from align_lens.sae import AlignedSAE, aligned_from_sae
+from align_lens.saes.aligned import AlignedSAE, aligned_from_sae
+from align_lens.training import losses
 
 TERMS = ("reconstruction", "sparsity", "binding", "decorrelation", "value", "silence")
 
@@ -178,8 +178,14 @@ def _save_checkpoint(path: Path, config, modules: dict, gen, history, step: int,
     """Everything needed to continue after this epoch, written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {name: m.state_dict() for name, m in modules.items()}
-    state |= {"settings": _settings(config), "generator": gen.get_state(), "history": history.steps,
-              "step": step, "best": best, "stale": stale}  # fmt: skip
+    state |= {
+        "settings": _settings(config),
+        "generator": gen.get_state(),
+        "history": history.steps,
+        "step": step,
+        "best": best,
+        "stale": stale,
+    }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -188,7 +194,9 @@ def _save_checkpoint(path: Path, config, modules: dict, gen, history, step: int,
 def _resume(path: Path, config, modules: dict, gen, history) -> tuple[int, float, int]:
     state = torch.load(path, weights_only=False)
     if state["settings"] != _settings(config):
-        raise ValueError(f"{path} was written with other AlignConfig settings; delete it or use another checkpoint_dir.")
+        raise ValueError(
+            f"{path} was written with other AlignConfig settings; delete it or use another checkpoint_dir."
+        )
     for name, m in modules.items():
         m.load_state_dict(state[name])
     gen.set_state(state["generator"])
@@ -313,7 +321,9 @@ def align(
             if extra is not None:
                 pick = torch.randint(len(extra), (config.unlabelled_batch_size,), generator=gen).to(config.device)
                 x = torch.cat([x, extra[pick]])
-            terms = stage2_terms(aligned, x, y, config.binding, variance, heads, answers[idx] if heads is not None else None)
+            terms = stage2_terms(
+                aligned, x, y, config.binding, variance, heads, answers[idx] if heads is not None else None
+            )
             loss = sum(weights[k] * v for k, v in terms.items())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"Stage-2 loss became {loss.item()} at step {step}; lower AlignConfig.lr.")
@@ -328,7 +338,11 @@ def align(
             step += 1
             bar.update()
             if step % 10 == 0:
-                bar.set_postfix(total=f"{record['total']:.3g}", bind=f"{record['binding']:.3g}", rec=f"{record['reconstruction']:.3g}")
+                bar.set_postfix(
+                    total=f"{record['total']:.3g}",
+                    bind=f"{record['binding']:.3g}",
+                    rec=f"{record['reconstruction']:.3g}",
+                )
         mean = sum(epoch_losses) / max(1, len(epoch_losses))
         epoch_losses = []
         if mean < best * (1 - 1e-3):
@@ -356,8 +370,9 @@ def _finalise(aligned: AlignedSAE, acts: Tensor, labels: Tensor, config: AlignCo
     z = torch.cat([aligned.concept_acts(chunk) for chunk in acts.split(4096)])
     scales = [float(z[labels == c, c].mean()) for c in range(aligned.cfg.n_concepts)]
     aligned.cfg.concept_scales = scales
-    aligned.cfg.align_config = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-                                for k, v in asdict(config).items()} | {"weights_used": weights}
+    aligned.cfg.align_config = {
+        k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in asdict(config).items()
+    } | {"weights_used": weights}
     aligned.cfg.metrics = aligned.cfg.metrics | {
         "binding_accuracy_train": float((z.argmax(-1) == labels).float().mean()),
         "base_architecture": aligned.cfg.base_architecture,

@@ -17,7 +17,7 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
 
-from align_lens.activations import check_activations
+from align_lens.activations.gather import check_activations
 
 
 def _batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
@@ -34,10 +34,14 @@ def _training_sae(architecture: str, d_in: int, d_sae: int, k: int, sparsity_coe
         return TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=k, device=device))
     if architecture == "standard":
         coef = 1.0 if sparsity_coefficient is None else sparsity_coefficient
-        return StandardTrainingSAE(StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coef, device=device))
+        return StandardTrainingSAE(
+            StandardTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=coef, device=device)
+        )
     if architecture == "jumprelu":
         coef = 1.0 if sparsity_coefficient is None else sparsity_coefficient
-        return JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l0_coefficient=coef, device=device))
+        return JumpReLUTrainingSAE(
+            JumpReLUTrainingSAEConfig(d_in=d_in, d_sae=d_sae, l0_coefficient=coef, device=device)
+        )
     raise ValueError(f"architecture must be 'topk', 'standard' or 'jumprelu', got {architecture!r}")
 
 

@@ -35,9 +35,7 @@ def _standardise(z: Tensor, eps: float) -> Tensor:
     return z / (z.pow(2).mean(0) + eps).sqrt()
 
 
-def decorrelation_loss(
-    z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6
-) -> Tensor:
+def decorrelation_loss(z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6) -> Tensor:
     """‖corr(z_concept, z_free)‖²_F over the batch.
 
     Builds only the [c, f] cross-correlation block: O(b·f + c·f) memory, never f × f. The standardised
@@ -52,7 +50,9 @@ def decorrelation_loss(
     return corr.pow(2).sum()
 
 
-def naive_decorrelation_loss(z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6) -> Tensor:
+def naive_decorrelation_loss(
+    z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6
+) -> Tensor:
     """Reference formulation through the full (c+f) × (c+f) correlation matrix (tests and benchmarks only)."""
     z = _standardise(torch.cat([z_concept, z_free], dim=-1), eps)
     corr = z.T @ z / z.shape[0]

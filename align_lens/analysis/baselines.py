@@ -18,8 +18,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from align_lens.evals import binding_metrics, encode_in_chunks, fidelity, fragmentation, hungarian
-from align_lens.interventions import DirectionEditor, LatentEditor, SlotEditor, evaluate_swaps
+from align_lens.evals.binding import binding_metrics, encode_in_chunks, fragmentation, hungarian
+from align_lens.evals.fidelity import fidelity
+from align_lens.interventions.editors import DirectionEditor, LatentEditor, SlotEditor
+from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.ontology import Ontology
 
 
@@ -70,7 +72,9 @@ def stage1_editor(sae, best: dict[str, Any], hook_name: str | None = None) -> La
 
 
 @torch.no_grad()
-def diffmean_directions(acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], n_concepts: int | None = None) -> dict[str, Tensor]:
+def diffmean_directions(
+    acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], n_concepts: int | None = None
+) -> dict[str, Tensor]:
     """Class means and DiffMean directions (class mean minus the mean of the other classes).
 
     Returns {"means": [c, d], "directions": [c, d], "units": unit directions}. The swap is
@@ -138,8 +142,12 @@ def linear_probe(
 
 
 def _swap_summary(res) -> dict[str, Any]:
-    out = {"swap_alphas": res.alphas, "swap_exact_by_alpha": res.success["exact"],
-           "swap_first_token_by_alpha": res.success["first_token"], "swap_lenient_by_alpha": res.success["lenient"]}  # fmt: skip
+    out = {
+        "swap_alphas": res.alphas,
+        "swap_exact_by_alpha": res.success["exact"],
+        "swap_first_token_by_alpha": res.success["first_token"],
+        "swap_lenient_by_alpha": res.success["lenient"],
+    }
     for s in ("exact", "first_token", "lenient"):
         a, v = res.best(s)
         out[f"swap_{s}_best"] = v
@@ -152,7 +160,7 @@ def _swap_summary(res) -> dict[str, Any]:
 
 
 def _spliced(model, examples, sae, batch_size) -> dict[str, float]:
-    from align_lens.evals import task_accuracy
+    from align_lens.evals.fidelity import task_accuracy
 
     last = task_accuracy(model, examples, sae, use_error_term=False, batch_size=batch_size, positions="last")
     every = task_accuracy(model, examples, sae, use_error_term=False, batch_size=batch_size, positions="all")
@@ -183,8 +191,8 @@ def compare_baselines(
     latents, and exact task accuracy with the reconstruction replacing the activation at the last prompt token
     ("task_exact_spliced_last") or at every position ("task_exact_spliced_all")) is computed for both SAEs. Returns {"rows": [one dict per method], "swaps": {method: SwapResults.to_dict()}, "stage1": ...}.
     """
-    from align_lens.activations import gather_activations
-    from align_lens.interventions import _sample_per_concept
+    from align_lens.activations.gather import gather_activations
+    from align_lens.interventions.swaps import _sample_per_concept
 
     hook = aligned.cfg.metadata.hook_name
     names = ontology.names
@@ -201,8 +209,9 @@ def compare_baselines(
     rows, swaps = [], {}
 
     def run_swaps(key, editor, a):
-        res = evaluate_swaps(model, editor, swap_items, alphas=a, max_items=max_items, batch_size=batch_size,
-                             lookup=ontology, seed=seed)  # fmt: skip
+        res = evaluate_swaps(
+            model, editor, swap_items, alphas=a, max_items=max_items, batch_size=batch_size, lookup=ontology, seed=seed
+        )
         swaps[key] = res.to_dict()
         return _swap_summary(res)
 
@@ -223,20 +232,26 @@ def compare_baselines(
     row |= {"eff_feat_slots": frag["eff_feat_slots"], "eff_feat_all": frag["eff_feat_all"]}
     rows.append(row)
     rows.append({"method": "aligned slots (paper)", **run_swaps("aligned_paper", SlotEditor(aligned, "paper"), alphas)})
-    rows.append({"method": "aligned slots (steer)", **run_swaps("aligned_steer", SlotEditor(aligned, "steer"), steer_alphas)})
+    rows.append(
+        {"method": "aligned slots (steer)", **run_swaps("aligned_steer", SlotEditor(aligned, "steer"), steer_alphas)}
+    )
 
     # Stage-1 SAE best latents
     best = stage1_best_latents(stage1_sae, train_acts, y_train, names, heldout_acts, y_held)
     row = {"method": "stage-1 SAE best latents", "binding_train": best["binding"]["accuracy"]}
     if "binding_heldout" in best:
-        row |= {"binding_heldout": best["binding_heldout"]["accuracy"],
-                "hungarian_heldout": best["binding_heldout"]["hungarian_accuracy"]}  # fmt: skip
+        row |= {
+            "binding_heldout": best["binding_heldout"]["accuracy"],
+            "hungarian_heldout": best["binding_heldout"]["hungarian_accuracy"],
+        }
     fid = fidelity(stage1_sae, train_acts)
     row |= {"explained_variance": fid["explained_variance"], "l0": fid["l0"], "dead_fraction": fid["dead_fraction"]}
     row |= _spliced(model, task_ex, stage1_sae, batch_size)
     row |= run_swaps("stage1_latents", stage1_editor(stage1_sae, best, hook), alphas)
-    row |= {"eff_feat_slots": best["fragmentation"]["mean"]["eff_feat_slots"],
-            "eff_feat_all": best["fragmentation"]["mean"]["eff_feat_all"]}  # fmt: skip
+    row |= {
+        "eff_feat_slots": best["fragmentation"]["mean"]["eff_feat_slots"],
+        "eff_feat_all": best["fragmentation"]["mean"]["eff_feat_all"],
+    }
     rows.append(row)
 
     # DiffMean
@@ -249,6 +264,11 @@ def compare_baselines(
 
     # linear probe (binding only)
     probe = linear_probe(train_acts, y_train, heldout_acts, y_held, names)
-    rows.append({"method": "linear probe", "binding_train": probe["train_accuracy"],
-                 "binding_heldout": probe.get("heldout_accuracy", float("nan"))})  # fmt: skip
+    rows.append(
+        {
+            "method": "linear probe",
+            "binding_train": probe["train_accuracy"],
+            "binding_heldout": probe.get("heldout_accuracy", float("nan")),
+        }
+    )
     return {"rows": rows, "swaps": swaps, "stage1": {k: best[k] for k in ("latents", "scores", "scales")}}

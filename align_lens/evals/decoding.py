@@ -1,0 +1,146 @@
+"""Greedy decoding with optional residual edits, and answer scoring (shared by evaluation and swaps).
+
+The model runs on right-padded prompts and re-runs the full sequence at each step (no KV cache); a caller may
+edit the residual at one position per row. Sequences are short, so re-running is cheap and the edit is applied
+identically on every pass, which equals a prefill-only edit with a KV cache.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import torch
+from torch import Tensor
+
+from align_lens.adapter import pad_right, tokenize
+
+EditFn = Callable[[Tensor, Tensor], Tensor]  # (resid [b, d] at the edit positions, row index [b]) -> new resid
+
+
+SCORERS = ("first_token", "exact", "lenient")
+
+
+def stop_ids(model) -> set[int]:
+    """Token ids that end an answer: eos plus any token containing a newline (never '.')."""
+    tok = model.tokenizer
+    ids: set[int] = set()
+    if tok is None:
+        return ids
+    if tok.eos_token_id is not None:
+        ids.add(int(tok.eos_token_id))
+    for t, i in tok.get_vocab().items():
+        if "\n" in t or "Ċ" in t:
+            ids.add(int(i))
+    return ids
+
+
+@torch.no_grad()
+def greedy_decode(
+    model,
+    prompts: Sequence[str] | Sequence[Tensor],
+    max_new_tokens: int,
+    hook_name: str | None = None,
+    edit: EditFn | None = None,
+    batch_size: int = 64,
+    extra_hooks: Sequence | None = None,
+) -> list[list[int]]:
+    """Greedy continuation tokens of each prompt (stopped after eos/newline tokens, which are not returned).
+
+    Prompts are right-padded and the full sequence is re-run at each step. When `edit` is given, the residual at
+    `hook_name` at each prompt's last token is replaced by `edit(resid, rows)` on every pass (the same values
+    each time, as with a prefill-only edit under a KV cache); `rows` are the indices of the batch rows in
+    `prompts`, so the edit can depend on the row.
+    """
+    seqs = [p if isinstance(p, Tensor) else None for p in prompts]
+    if any(s is None for s in seqs):
+        seqs = tokenize(model, list(prompts))
+    stops = stop_ids(model)
+    pad = (
+        model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
+    )
+    device = model.cfg.device
+    n_ctx = model.cfg.n_ctx
+    out: list[list[int]] = []
+    for start in range(0, len(seqs), batch_size):
+        chunk = seqs[start : start + batch_size]
+        toks, lengths = pad_right(chunk, pad)
+        b = len(chunk)
+        room = min(max_new_tokens, n_ctx - int(lengths.max()))
+        buf = torch.full((b, int(lengths.max()) + max(room, 0)), pad, dtype=torch.long)
+        buf[:, : toks.shape[1]] = toks
+        buf = buf.to(device)
+        last = (lengths - 1).to(device)
+        rows = torch.arange(start, start + b, device=device)
+        done = torch.zeros(b, dtype=torch.bool, device=device)
+        gen = [[] for _ in range(b)]
+        hooks = list(extra_hooks or [])
+        if edit is not None:
+            if hook_name is None:
+                raise ValueError("an edit needs hook_name")
+
+            def hook_fn(x, hook, last=last, rows=rows):
+                x = x.clone()
+                ar = torch.arange(x.shape[0], device=x.device)
+                x[ar, last] = edit(x[ar, last], rows).to(x.dtype)
+                return x
+
+            hooks.append((hook_name, hook_fn))
+        ctx = model.hooks(fwd_hooks=hooks) if hooks else nullcontext()
+        with ctx:
+            for t in range(room):
+                width = int(lengths.max()) + t
+                logits = model(buf[:, :width])
+                ar = torch.arange(b, device=device)
+                nxt = logits[ar, last + t].argmax(-1)
+                buf[ar, last + t + 1] = torch.where(done, torch.full_like(nxt, pad), nxt)
+                for i in range(b):
+                    if not done[i]:
+                        tid = int(nxt[i])
+                        if tid in stops:
+                            done[i] = True
+                        else:
+                            gen[i].append(tid)
+                if bool(done.all()):
+                    break
+        out += gen
+    return out
+
+
+def decode_tokens(model, ids: Sequence[int]) -> str:
+    """Token ids → normalised answer text (whitespace collapsed, stripped)."""
+    if not ids:
+        return ""
+    text = model.tokenizer.decode(list(ids), skip_special_tokens=True)
+    return normalize(text)
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", str(text)).strip()
+
+
+def answer_tokens(model, answer: str) -> list[int]:
+    """Tokens of an answer as the model writes it after the prompt (leading space, no BOS)."""
+    return model.to_tokens(" " + answer.strip(), prepend_bos=False)[0].tolist()
+
+
+def lenient_match(generated: str, gold: str) -> bool:
+    """The official AlignSAE `compare_answers`: cut at the first '.' or newline, then case-insensitive
+    substring match in either direction; empty generations are wrong (their date parsing is not reproduced)."""
+    gen = str(generated).split("\n")[0].split(".")[0].strip().lower()
+    ref = str(gold).strip().lower()
+    if not gen or not ref:
+        return False
+    return ref in gen or gen in ref
+
+
+def score_generation(model, ids: Sequence[int], gold: str, gold_ids: Sequence[int] | None = None) -> dict[str, bool]:
+    """The three scorers: exact first token, exact full answer (after eos/newline cut), lenient substring."""
+    gold_ids = list(gold_ids) if gold_ids is not None else answer_tokens(model, gold)
+    text = decode_tokens(model, ids)
+    return {
+        "first_token": bool(ids) and int(ids[0]) == int(gold_ids[0]),
+        "exact": text == normalize(gold),
+        "lenient": lenient_match(text, gold),
+    }

@@ -1,0 +1,1 @@
+"""Figures (plotly) and the self-contained HTML report."""
