@@ -1,15 +1,24 @@
 """align_lens: concept-aligned sparse autoencoders (AlignSAE) for SAELens and TransformerLens.
 
 Pipeline: `Ontology` → `gather_activations` → `pretrain_sae` (Stage 1) → `align` (Stage 2) →
-`binding_metrics` / `evaluate_swaps` / `swap_hooks` → `push_to_hub`. Importing the package registers the
-"aligned" SAE architecture with SAELens, so `SAE.load_from_disk` and `SAE.from_pretrained` return `AlignedSAE`.
+`evaluate(..., EvalConfig(...))` (binding, fidelity, swaps: one result) / `swap_hooks` → `push_to_hub`.
+Importing the package registers the "aligned" SAE architecture with SAELens, so `SAE.load_from_disk` and
+`SAE.from_pretrained` return `AlignedSAE`.
 """
 
 from align_lens.activations import gather_activations, gather_token_activations
 from align_lens.adapter import load_model, save_model
+from align_lens.analysis import EvalConfig, evaluate
 from align_lens.evals import binding_metrics, fidelity, fragmentation, off_ontology_silence, task_accuracy
 from align_lens.hub import load_aligned, push_to_hub
-from align_lens.interventions import evaluate_swaps, patch_slots, ravel_scores, swap_hooks
+from align_lens.interventions import (
+    SwapTrial,
+    evaluate_swaps,
+    patch_slots,
+    ravel_scores,
+    sample_swap_trials,
+    swap_hooks,
+)
 from align_lens.ontology import Concept, Example, Ontology, OntologyError
 from align_lens.saes import (
     AlignedSAE,
@@ -31,11 +40,14 @@ __all__ = [
     "AlignedTrainingSAE",
     "AlignedTrainingSAEConfig",
     "Concept",
+    "EvalConfig",
     "Example",
     "Ontology",
     "OntologyError",
+    "SwapTrial",
     "align",
     "binding_metrics",
+    "evaluate",
     "evaluate_swaps",
     "export_plain",
     "fidelity",
@@ -50,6 +62,7 @@ __all__ = [
     "push_to_hub",
     "ravel_scores",
     "register",
+    "sample_swap_trials",
     "save_model",
     "swap_hooks",
     "task_accuracy",

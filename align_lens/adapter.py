@@ -9,15 +9,19 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import cast
 
 import torch
 from jaxtyping import Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+from align_lens.files import check_safetensors, read_json, replace_entries
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -78,8 +82,9 @@ def hook_width(model: HookedTransformer, hook_name: str) -> int | None:
 
 def sae_hook_name(model: HookedTransformer, sae, internal: str = "hook_sae_acts_post") -> str:
     """Name of an attached SAE's internal hook, e.g. 'blocks.1.hook_resid_post.hook_sae_acts_post'."""
-    if hasattr(model, "get_sae_hook_name"):
-        return model.get_sae_hook_name(sae, internal=internal)
+    get_name = getattr(model, "get_sae_hook_name", None)  # HookedSAETransformer only
+    if get_name is not None:
+        return get_name(sae, internal=internal)
     return f"{sae.cfg.metadata.hook_name}.{internal}"
 
 
@@ -104,10 +109,37 @@ def attach_sae(model: HookedSAETransformer, sae, use_error_term: bool = True) ->
     model.add_sae(sae, use_error_term=use_error_term)
 
 
+@contextmanager
+def spliced(model: HookedSAETransformer, sae, use_error_term: bool = False):
+    """Splice `sae` into `model` at its hook for the duration of the block (restores what was there)."""
+    check_sae_fits(model, sae)
+    with model.saes(saes=[sae], use_error_term=use_error_term):
+        yield model
+    if hasattr(sae, "setup"):
+        sae.setup()  # restore the SAE's short hook names
+
+
 # ---- tokens ---------------------------------------------------------------------------------
-def tokenize(model: HookedTransformer, prompts: Sequence[str]) -> list[Int[Tensor, " seq"]]:
-    """One 1-D token tensor per prompt (BOS prepended as the model's default)."""
-    return [model.to_tokens(p)[0] for p in prompts]
+def tokenize(model: HookedTransformer, prompts: Sequence[str], room: int = 0) -> list[Int[Tensor, " seq"]]:
+    """One 1-D token tensor per prompt (BOS prepended as the model's default), never truncated.
+
+    A prompt that leaves fewer than `room` positions of the model's context (n_ctx) free raises, naming it.
+    """
+    seqs = [model.to_tokens(p, truncate=False)[0] for p in prompts]
+    check_context(model, seqs, room)
+    return seqs
+
+
+def check_context(model: HookedTransformer, seqs: Sequence[Tensor], room: int = 0) -> None:
+    """Raise naming the first token sequence longer than the model's context minus `room`."""
+    limit = model.cfg.n_ctx - room
+    for i, s in enumerate(seqs):
+        if len(s) > limit:
+            need = f" plus {room} to generate" if room else ""
+            raise ValueError(
+                f"prompt {i} has {len(s)} tokens{need}, more than the model's context of {model.cfg.n_ctx} "
+                "(cfg.n_ctx); shorten or drop it (it would be truncated and read at the wrong token)."
+            )
 
 
 def pad_right(seqs: Sequence[Tensor], pad_id: int = 0) -> tuple[Int[Tensor, "b seq"], Int[Tensor, " b"]]:
@@ -117,6 +149,60 @@ def pad_right(seqs: Sequence[Tensor], pad_id: int = 0) -> tuple[Int[Tensor, "b s
     for i, s in enumerate(seqs):
         out[i, : len(s)] = s
     return out, lengths
+
+
+def pad_id(model: HookedTransformer) -> int:
+    """The tokenizer's pad id (0 when the model has no tokenizer or no pad token)."""
+    tok = model.tokenizer
+    pad = tok.pad_token_id if tok is not None else None
+    return pad if isinstance(pad, int) else 0
+
+
+def answer_tokens(model: HookedTransformer, answer: str) -> list[int]:
+    """Tokens of an answer as the model writes it after the prompt (leading space, no BOS)."""
+    return model.to_tokens(" " + answer.strip(), prepend_bos=False)[0].tolist()
+
+
+def answer_str_tokens(model: HookedTransformer, answer: str) -> list[str]:
+    """The same tokens as `answer_tokens`, as strings."""
+    return cast(list[str], model.to_str_tokens(" " + answer.strip(), prepend_bos=False))
+
+
+def decode_text(model: HookedTransformer, ids: Sequence[int]) -> str:
+    """Token ids → text, special tokens dropped."""
+    if model.tokenizer is None:
+        raise ValueError("the model has no tokenizer; give HookedTransformer(cfg, tokenizer=...) one to decode text")
+    return cast(str, model.tokenizer.decode(list(ids), skip_special_tokens=True)) if ids else ""
+
+
+def stop_ids(model: HookedTransformer) -> set[int]:
+    """Token ids that end an answer: eos plus any token containing a newline (never '.')."""
+    tok = model.tokenizer
+    ids: set[int] = set()
+    if tok is None:
+        return ids
+    if isinstance(tok.eos_token_id, int):
+        ids.add(tok.eos_token_id)
+    for t, i in tok.get_vocab().items():
+        if "\n" in t or "Ċ" in t:
+            ids.add(int(i))
+    return ids
+
+
+# ---- running with hooks ------------------------------------------------------------------------
+def hooks(model: HookedTransformer, fwd_hooks: Sequence[tuple[str, Callable]]):
+    """Context manager that adds `fwd_hooks` for the duration of the block (nothing when empty)."""
+    return model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext(model)
+
+
+def run_with_hooks(model: HookedTransformer, tokens: Tensor, fwd_hooks: Sequence[tuple[str, Callable]]) -> Tensor:
+    """Logits of one forward pass with `fwd_hooks` added."""
+    return model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))
+
+
+def run_with_cache(model: HookedTransformer, tokens: Tensor, names: Sequence[str]):
+    """(logits, activation cache of the hooks in `names`)."""
+    return model.run_with_cache(tokens, names_filter=list(names))
 
 
 # ---- model files ---------------------------------------------------------------------------
@@ -129,16 +215,25 @@ def build_model(cfg: dict | HookedTransformerConfig, tokenizer=None, device: str
 
 
 def save_model(model: HookedTransformer, path: str | Path) -> Path:
-    """Write config, safetensors weights and tokenizer folder; `load_model` reads them back."""
+    """Write config, safetensors weights and tokenizer folder; `load_model` reads them back.
+
+    The three are written to a temporary folder first and then replace their namesakes in `path` (a model
+    without a tokenizer removes an old tokenizer folder); other files in `path` are left alone.
+    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file; give a folder path to save the model into.")
     path.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in model.cfg.to_dict().items()}
     cfg["dtype"] = str(cfg["dtype"]).removeprefix("torch.")
     cfg.pop("device", None)
-    (path / MODEL_CONFIG).write_text(json.dumps(cfg, indent=1, default=str))
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, path / MODEL_WEIGHTS)
-    if model.tokenizer is not None:
-        model.tokenizer.save_pretrained(path / TOKENIZER_DIR)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path) as tmp:
+        tmp = Path(tmp)
+        (tmp / MODEL_CONFIG).write_text(json.dumps(cfg, indent=1, default=str))
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp / MODEL_WEIGHTS)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
+        replace_entries(path, tmp, (MODEL_WEIGHTS, TOKENIZER_DIR, MODEL_CONFIG))
     return path
 
 
@@ -149,7 +244,8 @@ def load_model(path: str | Path, device: str = "cpu") -> HookedSAETransformer:
     path = Path(path)
     if not (path / MODEL_CONFIG).exists():
         raise FileNotFoundError(f"{path} has no {MODEL_CONFIG}; expected a folder written by save_model().")
-    cfg = json.loads((path / MODEL_CONFIG).read_text())
+    cfg = read_json(path / MODEL_CONFIG, "model config")
+    check_safetensors(path / MODEL_WEIGHTS, "model weights")
     cfg["dtype"] = getattr(torch, cfg["dtype"])
     valid = set(HookedTransformerConfig.__dataclass_fields__)
     cfg = {k: v for k, v in cfg.items() if k in valid and k not in ("n_params",)}
@@ -158,6 +254,51 @@ def load_model(path: str | Path, device: str = "cpu") -> HookedSAETransformer:
     model = build_model(cfg, tokenizer=tokenizer, device=device)
     model.load_state_dict(load_file(path / MODEL_WEIGHTS, device=device), strict=True)
     return model.eval()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection within `timeout` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_pretrained(name: str, device: str = "cpu") -> HookedSAETransformer:
+    """`HookedSAETransformer.from_pretrained(name)` that fails within seconds, naming the cause, when the
+    weights are neither in the Hugging Face cache nor downloadable (HF_HUB_OFFLINE=1, or no network)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+    from transformer_lens import loading_from_pretrained as loading
+
+    try:
+        official = loading.get_official_model_name(name)
+    except ValueError:
+        names = loading.OFFICIAL_MODEL_NAMES  # pyright: ignore[reportPrivateImportUsage]  (public, not in __all__)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        raise ValueError(
+            f"{name!r} is neither a folder saved by align_lens.save_model nor a TransformerLens model name "
+            f"(closest names: {close}); check the path or the name."
+        ) from None
+    cached = isinstance(try_to_load_from_cache(official, "config.json"), str)
+    if not cached and constants.HF_HUB_OFFLINE:
+        raise ConnectionError(
+            f"{name} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it; unset "
+            "HF_HUB_OFFLINE on a machine with network access to download it once."
+        )
+    if not constants.HF_HUB_OFFLINE and not _hub_reachable():
+        raise ConnectionError(
+            f"cannot reach {constants.ENDPOINT} to load {name}; connect to the network"
+            + (", or set HF_HUB_OFFLINE=1 to use the cached copy." if cached else " (it is not in the local cache).")
+        )
+    with quiet():
+        return HookedSAETransformer.from_pretrained(name, device=device).eval()
 
 
 def act_patch_resid_pre(model: HookedTransformer, corrupted_tokens: Tensor, clean_cache, metric) -> Tensor:

@@ -1,18 +1,18 @@
-"""Publishing AlignedSAEs: a plain SAELens export, loading either form, and Hugging Face Hub upload.
+"""Publishing AlignedSAEs: loading either form, the model card, and Hugging Face Hub upload.
 
-Two forms of one SAE:
+Two forms of one SAE (see align_lens.saes.plain):
     aligned   cfg.json with architecture "aligned"; loads with `SAE.from_pretrained` after `import align_lens`.
-    plain     an ordinary `standard` / `jumprelu` / `topk` SAE with the same weights and the concept table in
+    plain     an ordinary `standard` / `jumprelu` / `topk` SAE with the concept table in
               `cfg.metadata.align_lens`; loads in any SAELens process, concept slots steerable by index.
 
-The plain form is exact for standard and jumprelu bases (a concept slot's ReLU is a ReLU, or a JumpReLU
-with threshold 0). A topk base cannot be written exactly: plain TopK ranks concept slots against free latents,
-so the export uses k + n_concepts and records `exact: false`.
+Ids are checked part by part ("..", ".", empty parts, absolute paths and backslashes are refused), and every
+file is staged inside the staging folder. The ontology is uploaded only when passed (`ontology=`); the concept
+table (names, slots, scales, example counts, ontology hash) is always in cfg.json.
 """
 
 from __future__ import annotations
 
-import argparse
+import re
 import shlex
 import shutil
 import tempfile
@@ -23,16 +23,15 @@ from typing import Any
 from huggingface_hub import HfApi
 from jaxtyping import Float
 from sae_lens import SAE
-from sae_lens.constants import SAE_CFG_FILENAME, SPARSITY_FILENAME
+from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from align_lens.files import check_safetensors, read_json
 from align_lens.ontology import Ontology
 from align_lens.saes.aligned import AlignedSAE
-from align_lens.saes.plain import aligned_from_plain, export_plain
+from align_lens.saes.plain import METADATA_KEY, aligned_from_plain, export_plain
 
-METADATA_KEY = "align_lens"
-ONTOLOGY_FILENAME = "ontology.json"
 CARD_TAGS = ("sae", "saelens", "align_lens", "alignsae")
 
 
@@ -40,20 +39,39 @@ class PublishError(RuntimeError):
     """A Hub call that failed; after staging, the message names the staged folder and the retry command."""
 
 
-# ---- plain export --------------------------------------------------------------------------
+# ---- loading -------------------------------------------------------------------------------
+def _looks_local(source: str | Path) -> bool:
+    """A Path, or text that cannot be a Hub 'owner/name' id or whose first part is a local folder."""
+    if isinstance(source, Path):
+        return True
+    text = str(source)
+    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") != 1 or Path(text.split("/")[0]).is_dir()
+
+
+def _load_local(path: Path, device: str) -> SAE:
+    """SAE.load_from_disk after checking the folder's files, so a missing or damaged file is named."""
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"SAE folder {path} does not exist (looked for it locally; nothing was downloaded). To load from the "
+            "Hub pass a repo id 'owner/name' and sae_id."
+        )
+    read_json(path / SAE_CFG_FILENAME, "SAE config")
+    check_safetensors(path / SAE_WEIGHTS_FILENAME, "SAE weights")
+    return SAE.load_from_disk(path, device=device)
 
 
 def load_aligned(repo_id_or_path: str | Path, sae_id: str | None = None, device: str = "cpu") -> AlignedSAE:
     """An AlignedSAE from a local folder or a Hub repo, in the aligned or the plain form.
 
-    A local path is used when it exists (joined with `sae_id` if given); otherwise `repo_id_or_path`
-    is a Hub repo id and `sae_id` the folder inside it.
+    A path that exists, or that looks local (a Path, starts with '.', '/' or '~', has a backslash, is not of
+    the form 'owner/name', or starts with an existing folder), is read from disk (joined with `sae_id` if
+    given) and never sent to the Hub; otherwise `repo_id_or_path` is a Hub repo id and `sae_id` the folder in it.
     """
     local = Path(repo_id_or_path)
-    if local.exists():
-        sae = SAE.load_from_disk(local / sae_id if sae_id else local, device=device)
-    elif sae_id is None:
-        raise FileNotFoundError(f"{local} is not a local folder; to load from the Hub pass sae_id as well")
+    if local.exists() or _looks_local(repo_id_or_path) or sae_id is None:
+        if sae_id is not None:
+            _check_sae_id(sae_id)
+        sae = _load_local(local / sae_id if sae_id else local, device)
     else:
         _check_ids(str(repo_id_or_path), sae_id)
         sae = SAE.from_pretrained(str(repo_id_or_path), sae_id, device=device)
@@ -75,21 +93,53 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell: `|` escaped, line breaks and backticks neutralised."""
+    text = " ".join(_fmt(value).splitlines())
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("<", "&lt;")
+
+
+def _fidelity_text(table: dict[str, Any] | None, base: str) -> str:
+    if base != "topk" or table is None:
+        return "It reproduces the aligned SAE exactly."
+    text = (
+        "Plain TopK ranks every latent, so each slot's encoder is scaled up (slot values are "
+        f"{_fmt(table['slot_value_scale'])} times the aligned ones) and gets a helper latent with a zero decoder "
+        "row; it then equals the aligned SAE except where a slot's pre-activation is about 0. "
+    )
+    fid = table.get("fidelity")
+    if not fid:
+        return text + "**The difference was not measured for this export.**"
+    return text + (
+        f"Measured on {fid['n_rows']} activations: {fid['rows_differing']} rows differ, max reconstruction "
+        f"difference {_fmt(fid['max_abs_reconstruction_diff'])}, max slot difference "
+        f"{_fmt(fid['max_abs_slot_diff'])}, slot argmax agreement {_fmt(fid['slot_argmax_agreement'])}."
+    )
+
+
 def model_card(
-    aligned: AlignedSAE, repo_id: str, sae_id: str, plain_id: str | None, sae_ids: Sequence[str] = ()
+    aligned: AlignedSAE,
+    repo_id: str,
+    sae_id: str,
+    plain_id: str | None,
+    sae_ids: Sequence[str] = (),
+    plain_table: dict[str, Any] | None = None,
 ) -> str:
     """README.md for the repo: front matter, concept table, metrics, and how to load both forms.
 
-    `sae_ids` lists every SAE folder the repo will hold after this push.
+    `sae_ids` lists every SAE folder the repo will hold after this push; `plain_table` is the plain export's
+    concept table (for its measured fidelity). Concept names are quoted with `repr` in code and escaped in tables.
     """
     cfg, meta = aligned.cfg, aligned.cfg.metadata
     tags = "".join(f"- {t}\n" for t in CARD_TAGS)
-    table = zip(cfg.concept_names, cfg.concept_slots, cfg.concept_scales)
-    concepts = "".join(f"| {n} | {s} | {_fmt(float(c))} |\n" for n, s, c in table)
-    metrics = "".join(f"| {k} | {_fmt(v)} |\n" for k, v in _flat(cfg.metrics).items()) or "| (none recorded) | |\n"
+    counts = cfg.concept_counts or [""] * cfg.n_concepts
+    table = zip(cfg.concept_names, cfg.concept_slots, cfg.concept_scales, counts)
+    concepts = "".join(f"| {_cell(n)} | {s} | {_fmt(float(c))} | {k} |\n" for n, s, c, k in table)
+    metrics = "".join(f"| {_cell(k)} | {_cell(v)} |\n" for k, v in _flat(cfg.metrics).items())
     where = "an unrecorded hook"
     if meta.hook_name:
-        where = f"`{meta.hook_name}`" + (f" of `{meta.model_name}`" if meta.model_name else "")
+        where = f"`{_cell(meta.hook_name)}`" + (f" of `{_cell(meta.model_name)}`" if meta.model_name else "")
+    first = cfg.concept_names[0]
     lines = [
         f"---\nlibrary_name: saelens\ntags:\n{tags}---\n",
         f"# AlignSAE: `{sae_id}`\n",
@@ -97,44 +147,61 @@ def model_card(
         f"Base architecture `{cfg.base_architecture}`, d_in {cfg.d_in}, d_sae {cfg.d_sae} "
         f"({cfg.n_free} free latents + {cfg.n_concepts} concept slots, the last {cfg.n_concepts} latents).\n",
         "## Concept slots\n",
-        "| concept | latent index | typical on-value |\n|---|---|---|\n" + concepts,
+        "| concept | latent index | typical on-value | training examples |\n|---|---|---|---|\n" + concepts,
+        f"Ontology hash: `{cfg.ontology_hash}` (the ontology itself is not part of this folder unless listed).\n"
+        if cfg.ontology_hash
+        else "",
         "## Metrics\n",
-        "| metric | value |\n|---|---|\n" + metrics,
+        "| metric | value |\n|---|---|\n" + (metrics or "| (none recorded) | |\n"),
         "## Loading\n",
         "With align_lens (registers the `aligned` architecture):\n",
         "```python\nimport align_lens\nfrom sae_lens import SAE\n\n"
-        f'sae = SAE.from_pretrained("{repo_id}", "{sae_id}")\n'
-        f'slot = sae.concept_index("{cfg.concept_names[0]}")\n```\n',
+        f"sae = SAE.from_pretrained({repo_id!r}, {sae_id!r})\n"
+        f"slot = sae.concept_index({first!r})\n```\n",
     ]
     if plain_id:
-        exactness = (
-            "It reproduces the aligned SAE exactly."
-            if cfg.base_architecture != "topk"
-            else f"It is approximate: plain TopK keeps k={cfg.k}+{cfg.n_concepts} latents over all of them, so an "
-            "inactive concept slot lets an extra free latent in and a weak one can be dropped "
-            "(`exact: false` in its metadata)."
-        )
         lines += [
             f"Without align_lens, `{plain_id}` is the same SAE as an ordinary `{cfg.base_architecture}` SAE; "
-            f"its concept table is in `cfg.metadata.align_lens`. {exactness}\n",
-            f'```python\nfrom sae_lens import SAE\n\nsae = SAE.from_pretrained("{repo_id}", "{plain_id}")\n'
+            f"its concept table is in `cfg.metadata.align_lens`. {_fidelity_text(plain_table, cfg.base_architecture)}\n",
+            f"```python\nfrom sae_lens import SAE\n\nsae = SAE.from_pretrained({repo_id!r}, {plain_id!r})\n"
             'table = sae.cfg.metadata["align_lens"]\n'
-            'slot = table["concept_slots"][table["concept_names"].index("'
-            f'{cfg.concept_names[0]}")]\n```\n',
+            f'slot = table["concept_slots"][table["concept_names"].index({first!r})]\n```\n',
         ]
     lines += ["## SAEs in this repo\n", "".join(f"- `{i}`\n" for i in sae_ids)]
     return "\n".join(lines)
 
 
 # ---- Hub upload ----------------------------------------------------------------------------
-def _check_ids(repo_id: str, sae_id: str) -> None:
-    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo_id must be 'owner/name' (SAE.from_pretrained needs the '/'), got {repo_id!r}")
-    if not sae_id or sae_id.strip("/") != sae_id or "//" in sae_id or sae_id in (".", ".."):
+_ID_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _check_sae_id(sae_id: str) -> None:
+    """A relative folder path whose parts are plain names: never absolute, '.', '..', empty or with '\\'."""
+    parts = sae_id.split("/") if isinstance(sae_id, str) else []
+    bad = not parts or any(p in ("", ".", "..") or "\\" in p or ":" in p or p != p.strip() for p in parts)
+    if bad or sae_id.startswith("~") or any(ord(ch) < 32 for ch in sae_id):
         raise ValueError(
-            "sae_id must be a non-empty folder name without leading or trailing '/' "
-            f"(e.g. 'blocks.6.hook_resid_post'), got {sae_id!r}; SAELens reads '<sae_id>/cfg.json'"
+            "sae_id must be a relative folder path of plain names (no empty parts, '.', '..', '\\', ':' or "
+            f"leading '/'), e.g. 'blocks.6.hook_resid_post'; got {sae_id!r}. SAELens reads '<sae_id>/cfg.json'."
         )
+
+
+def _check_ids(repo_id: str, sae_id: str) -> None:
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if len(parts) != 2 or not all(_ID_PART.fullmatch(p) and ".." not in p for p in parts):
+        raise ValueError(
+            "repo_id must be 'owner/name' of letters, digits, '.', '_' and '-' (SAE.from_pretrained needs the '/'), "
+            f"got {repo_id!r}"
+        )
+    _check_sae_id(sae_id)
+
+
+def _inside(stage: Path, folder: str) -> Path:
+    """`stage / folder`, refusing anything that would resolve outside `stage`."""
+    path = (stage / folder).resolve()
+    if not path.is_relative_to(stage.resolve()) or path == stage.resolve():
+        raise ValueError(f"{folder!r} would be written outside the staging folder {stage}; refusing.")
+    return path
 
 
 def _load_sparsity(sparsity: Tensor | str | Path, d_sae: int) -> Float[Tensor, " d_sae"]:
@@ -147,11 +214,7 @@ def _load_sparsity(sparsity: Tensor | str | Path, d_sae: int) -> Float[Tensor, "
 
 def _load_ontology(ontology: Ontology | str | Path, aligned: AlignedSAE) -> Ontology:
     onto = ontology if isinstance(ontology, Ontology) else Ontology.from_json(Path(ontology))
-    if onto.names != aligned.concept_names:
-        raise ValueError(
-            f"ontology concepts {onto.names} differ from the SAE's concept slots {aligned.concept_names}; "
-            "pass the ontology the SAE was aligned with"
-        )
+    onto.check_names(aligned.concept_names)
     return onto
 
 
@@ -161,21 +224,20 @@ def _stage(
     folders: dict[str, bool],
     ontology: Ontology | None,
     sparsity: Tensor | None,
-    card: str,
-) -> list[str]:
-    """Write each SAE folder (`{sae_id: is_plain}`) and README.md under `stage`; return repo paths."""
+    activations: Tensor | None,
+) -> dict[str, Any] | None:
+    """Write each SAE folder (`{sae_id: is_plain}`) under `stage`; return the plain export's concept table."""
+    table = None
     for folder, is_plain in folders.items():
-        path = stage / folder
+        path = _inside(stage, folder)
         if is_plain:
-            export_plain(aligned, path)
+            export_plain(aligned, path, activations)
+            table = read_json(path / SAE_CFG_FILENAME, "plain SAE config")["metadata"][METADATA_KEY]
         else:
-            aligned.save_model(path)
+            aligned.save_model(path, ontology=ontology)
         if sparsity is not None:
             save_file({"sparsity": sparsity}, path / SPARSITY_FILENAME)
-        if ontology is not None:
-            ontology.to_json(path / ONTOLOGY_FILENAME)
-    (stage / "README.md").write_text(card)
-    return sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
+    return table
 
 
 def _repo_sae_ids(files: Sequence[str]) -> list[str]:
@@ -241,6 +303,7 @@ def push_to_hub(
     overwrite: bool = False,
     ontology: Ontology | str | Path | None = None,
     sparsity: Tensor | str | Path | None = None,
+    activations: Float[Tensor, "n d_in"] | None = None,
     dry_run: bool = False,
     token: str | None = None,
     api: HfApi | None = None,
@@ -248,7 +311,10 @@ def push_to_hub(
 ) -> list[str]:
     """Upload `aligned` to `repo_id/<sae_id>` (and its plain export to `<sae_id><plain_suffix>`) in one commit.
 
-    Files go to a staging folder first (`staging_dir`, or a temporary one removed after success).
+    The ontology is uploaded (as `<sae_id>/ontology.json`) only when `ontology` is given; the concept table is
+    always in cfg.json. `activations` (real ones, at the SAE's hook) measure the plain TopK export's remaining
+    difference for the card. Files go to a staging folder first (`staging_dir`, or a temporary one removed after
+    success); nothing is written outside it.
     `dry_run` stages and prints the files with their sizes but contacts nothing. `token` defaults to the
     usual huggingface_hub sources (HF_TOKEN, `hf auth login`). Returns the repo paths uploaded.
     """
@@ -261,6 +327,8 @@ def push_to_hub(
         raise ValueError(
             f"plain_suffix must be non-empty and without '/' (got {plain_suffix!r}): it names a sibling folder"
         )
+    if plain:
+        _check_sae_id(sae_id + plain_suffix)
     if staging_dir and Path(staging_dir).exists() and any(Path(staging_dir).iterdir()):
         raise FileExistsError(f"staging folder {staging_dir} is not empty; pass an empty or new folder")
     folders = {sae_id: False} | ({sae_id + plain_suffix: True} if plain else {})
@@ -276,62 +344,22 @@ def push_to_hub(
 
     stage = Path(staging_dir) if staging_dir else Path(tempfile.mkdtemp(prefix="align_lens_publish_"))
     plain_id = sae_id + plain_suffix if plain else None
-    card = model_card(aligned, repo_id, sae_id, plain_id, sorted(set(_repo_sae_ids(existing)) | set(folders)))
-    paths = _stage(aligned, stage, folders, onto, sp, card)
+    try:
+        table = _stage(aligned, stage, folders, onto, sp, activations)
+        sae_ids = sorted(set(_repo_sae_ids(existing)) | set(folders))
+        (stage / "README.md").write_text(model_card(aligned, repo_id, sae_id, plain_id, sae_ids, table))
+    except BaseException:
+        if not staging_dir:
+            shutil.rmtree(stage, ignore_errors=True)
+        raise
+    paths = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
     if dry_run:
         for p in paths:
             print(f"{(stage / p).stat().st_size:>12,d}  {repo_id}/{p}")
         print(f"dry run: {len(paths)} files would be uploaded to {repo_id}@{revision}; nothing was uploaded")
     else:
+        assert api is not None  # created above when not a dry run
         _upload(api, stage, repo_id, sae_id, revision, list(folders) if overwrite else [])
     if not staging_dir:
         shutil.rmtree(stage)
     return paths
-
-
-# ---- CLI -----------------------------------------------------------------------------------
-def _publish_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="align-lens publish",
-        description="Upload a saved AlignedSAE (and its plain SAELens export) to the Hugging Face Hub. "
-        "The token comes from HF_TOKEN or `hf auth login`. SAE_DIR/sparsity.safetensors and "
-        "SAE_DIR/ontology.json are included when present.",
-    )
-    p.add_argument("sae_dir", metavar="SAE_DIR", type=Path, help="folder with cfg.json + sae_weights.safetensors")
-    p.add_argument("repo_id", metavar="REPO_ID", help="Hub repo, 'owner/name'")
-    p.add_argument("--sae-id", required=True, help="folder inside the repo, e.g. blocks.6.hook_resid_post")
-    p.add_argument("--private", action="store_true", help="create the repo private (if it does not exist)")
-    p.add_argument("--revision", default="main", help="branch to commit to (default: main)")
-    p.add_argument("--no-plain", dest="plain", action="store_false", help="skip the plain SAELens export")
-    p.add_argument("--overwrite", action="store_true", help="replace SAE folders that already exist in the repo")
-    p.add_argument("--dry-run", action="store_true", help="list the files and sizes; upload nothing")
-    p.add_argument("--ontology", type=Path, help="ontology JSON (Ontology.to_json) to upload beside the SAE")
-    return p
-
-
-def publish_main(argv: Sequence[str] | None = None) -> int:
-    """`align-lens publish`: returns the exit status."""
-    parser = _publish_parser()
-    args = parser.parse_args(argv)
-    if not args.sae_dir.is_dir():
-        parser.error(f"SAE_DIR {args.sae_dir} is not a folder (save one with sae.save_model(path))")
-    ontology, sparsity = args.sae_dir / ONTOLOGY_FILENAME, args.sae_dir / SPARSITY_FILENAME
-    try:
-        aligned = load_aligned(args.sae_dir)
-        paths = push_to_hub(
-            aligned,
-            args.repo_id,
-            args.sae_id,
-            private=args.private,
-            revision=args.revision,
-            plain=args.plain,
-            overwrite=args.overwrite,
-            ontology=args.ontology or (ontology if ontology.exists() else None),
-            sparsity=sparsity if sparsity.exists() else None,
-            dry_run=args.dry_run,
-        )
-    except (ValueError, TypeError, OSError, PublishError) as e:
-        parser.exit(1, f"{parser.prog}: error: {e}\n")
-    if not args.dry_run:
-        print(f"uploaded {len(paths)} files to https://huggingface.co/{args.repo_id}/tree/{args.revision}")
-    return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import warnings
 from collections import Counter
@@ -17,6 +17,19 @@ SPLITS = ("train", "heldout")
 
 class OntologyError(ValueError):
     """An ontology that cannot be used as given; the message says how to fix it."""
+
+
+def index_of(names: Sequence[str], name: str) -> int:
+    """Position of concept `name` in `names`; an unknown name raises a KeyError listing the known ones."""
+    names = list(names)
+    if name not in names:
+        raise KeyError(f"unknown concept {name!r}; known concepts are {names}")
+    return names.index(name)
+
+
+def as_examples(source: Ontology | Iterable[Example]) -> list[Example]:
+    """Every example of an Ontology, or the given examples as a list."""
+    return source.select() if isinstance(source, Ontology) else list(source)
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,8 @@ class Ontology:
     examples: list[Example] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.concepts = [Concept(c) if isinstance(c, str) else c for c in self.concepts]
-        self.examples = [Example(**e) if isinstance(e, Mapping) else e for e in self.examples]
+        self.concepts = [_concept(c, i) for i, c in enumerate(self.concepts)]
+        self.examples = [_example(e, f"example {i}") for i, e in enumerate(self.examples)]
         self._validate()
 
     # ---- validation ------------------------------------------------------------------
@@ -54,7 +67,10 @@ class Ontology:
         names = [c.name for c in self.concepts]
         dup = [n for n, k in Counter(names).items() if k > 1]
         if dup:
-            raise OntologyError(f"duplicate concept name(s) {dup}: concept names must be unique.")
+            raise OntologyError(
+                f"duplicate concept name(s) {dup} (names are compared after stripping surrounding whitespace): "
+                "concept names must be unique."
+            )
         if len(names) < 2:
             raise OntologyError(
                 f"an ontology needs at least two concepts, got {names or 'none'}; "
@@ -67,10 +83,6 @@ class Ontology:
                     f"example {i} has unknown concept label {ex.concept!r}; "
                     f"known concepts are {names}. Add the concept or fix the label."
                 )
-            if not ex.prompt or not ex.prompt.strip():
-                raise OntologyError(f"example {i} ({ex.concept}) has an empty prompt.")
-            if ex.split not in SPLITS:
-                raise OntologyError(f"example {i} has split {ex.split!r}; use one of {SPLITS}.")
         if self.examples:
             counts = Counter(ex.concept for ex in self.examples if ex.split == "train")
             missing = [n for n in names if counts[n] == 0]
@@ -98,10 +110,7 @@ class Ontology:
 
     def index(self, name: str) -> int:
         """Position of a concept; unknown names raise with the known ones listed."""
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise KeyError(f"unknown concept {name!r}; known concepts are {self.names}") from None
+        return index_of(self.names, name)
 
     def select(self, split: str | None = None) -> list[Example]:
         if split is not None and split not in SPLITS:
@@ -111,14 +120,36 @@ class Ontology:
     def prompts(self, split: str | None = None) -> list[str]:
         return [e.prompt for e in self.select(split)]
 
-    def labels(self, split: str | None = None) -> torch.Tensor:
-        """Concept indices of the examples of `split`, as a long tensor."""
-        lookup = {n: i for i, n in enumerate(self.names)}
+    def labels(self, split: str | None = None, order: Sequence[str] | None = None) -> torch.Tensor:
+        """Concept indices of the examples of `split`, as a long tensor.
+
+        Indices are positions in `order` (e.g. an SAE's `concept_names`, so labels match its slots by name;
+        default: this ontology's own order). `order` must hold exactly this ontology's concepts.
+        """
+        order = self.names if order is None else self.check_names(order)
+        lookup = {n: i for i, n in enumerate(order)}
         return torch.tensor([lookup[e.concept] for e in self.select(split)], dtype=torch.long)
+
+    def check_names(self, names: Sequence[str], what: str = "the SAE") -> list[str]:
+        """`names` as a list if they are this ontology's concepts in any order; else raise naming the difference."""
+        names = list(names)
+        if sorted(names) != sorted(self.names):
+            missing, extra = sorted(set(self.names) - set(names)), sorted(set(names) - set(self.names))
+            raise OntologyError(
+                f"{what} has concepts {names} but the ontology has {self.names} "
+                f"(only in the ontology: {missing}; only in {what}: {extra}); use the ontology it was aligned with."
+            )
+        return names
+
+    def fingerprint(self) -> str:
+        """sha256 (first 16 hex digits) of the concept names and every example: equal iff the content is."""
+        rows = [repr([(c.name, c.description) for c in self.concepts])]
+        rows += [repr(tuple(getattr(e, f) for f in _FIELDS)) for e in self.examples]
+        return hashlib.sha256("\n".join(rows).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Examples per concept and split."""
-        out = {n: dict.fromkeys(SPLITS, 0) for n in self.names}
+        out: dict[str, dict[str, int]] = {n: {s: 0 for s in SPLITS} for n in self.names}
         for e in self.examples:
             out[e.concept][e.split] += 1
         return out
@@ -132,36 +163,54 @@ class Ontology:
     # ---- constructors and serialisation ----------------------------------------------
     @classmethod
     def from_records(
-        cls, records: Iterable[Mapping], concepts: Sequence[str | Concept | Mapping] | None = None
+        cls,
+        records: Iterable[Mapping | Example],
+        concepts: Sequence[str | Concept | Mapping] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> Ontology:
         """Build from dicts with keys prompt, concept, [answer, entity, split, template].
 
-        Concept order is `concepts` if given, else order of first appearance.
+        Concept order is `concepts` if given, else order of first appearance. `sources` names each record in
+        error messages (e.g. "data.jsonl line 4"). Text is stripped of surrounding whitespace in concept names;
+        empty answer / entity / template mean "none"; an empty or unknown split is refused.
         """
-        fields = set(Example.__dataclass_fields__)
-        examples = []
-        for i, r in enumerate(records):
-            extra = set(r) - fields
-            if extra:
-                raise OntologyError(f"record {i} has unknown field(s) {sorted(extra)}; allowed: {sorted(fields)}")
-            if "prompt" not in r or "concept" not in r:
-                raise OntologyError(f"record {i} needs both 'prompt' and 'concept' fields, got {sorted(r)}")
-            examples.append(Example(**{k: v for k, v in r.items() if v not in ("", None)}))
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+            raise OntologyError(f"records must be a list of objects, got {type(records).__name__}")
+        examples = [_example(r, sources[i] if sources else f"record {i}") for i, r in enumerate(records)]
         if concepts is None:
             concepts = list(dict.fromkeys(e.concept for e in examples))
-        parsed = [Concept(**c) if isinstance(c, Mapping) else c for c in concepts]
+        elif isinstance(concepts, (str, bytes, Mapping)) or not isinstance(concepts, Iterable):
+            raise OntologyError(f"concepts must be a list of names, got {type(concepts).__name__}")
+        parsed = [_concept(c, i) for i, c in enumerate(concepts)]
+        known = {c.name for c in parsed}
+        for i, e in enumerate(examples):
+            if e.concept not in known:
+                raise OntologyError(
+                    f"{sources[i] if sources else f'record {i}'} has unknown concept label {e.concept!r}; "
+                    f"known concepts are {sorted(known)}. Add the concept or fix the label."
+                )
         return cls(parsed, examples)
 
     @classmethod
+    def load(cls, path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
+        """Read a .jsonl, .csv or .json ontology file (suffix in any case)."""
+        from align_lens import ontology_files
+
+        return ontology_files.load(cls, path, concepts)
+
+    @classmethod
     def from_jsonl(cls, path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
-        with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        return cls.from_records(records, concepts)
+        """One JSON object per line; errors name the file and the line."""
+        from align_lens import ontology_files
+
+        return ontology_files.from_jsonl(cls, path, concepts)
 
     @classmethod
     def from_csv(cls, path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
-        with open(path, newline="") as f:
-            return cls.from_records(list(csv.DictReader(f)), concepts)
+        """A header row with at least prompt and concept; errors name the file and the line."""
+        from align_lens import ontology_files
+
+        return ontology_files.from_csv(cls, path, concepts)
 
     def to_dict(self) -> dict:
         return {"concepts": [asdict(c) for c in self.concepts], "examples": [asdict(e) for e in self.examples]}
@@ -175,6 +224,62 @@ class Ontology:
     @classmethod
     def from_json(cls, source: str | Path) -> Ontology:
         """Load from a JSON string or a path written by `to_json`."""
-        text = Path(source).read_text() if not str(source).lstrip().startswith("{") else str(source)
-        d = json.loads(text)
-        return cls([Concept(**c) for c in d["concepts"]], [Example(**e) for e in d["examples"]])
+        from align_lens import ontology_files
+
+        return ontology_files.from_json(cls, source)
+
+
+# ---- record checks ------------------------------------------------------------------------------
+_OPTIONAL = ("answer", "entity", "template")
+_FIELDS = tuple(Example.__dataclass_fields__)
+
+
+def _concept(c: str | Concept | Mapping, i: int) -> Concept:
+    """A Concept with its name stripped; anything else raises saying what concept `i` should look like."""
+    if isinstance(c, Concept):
+        name, description = c.name, c.description
+    elif isinstance(c, Mapping):
+        extra = set(c) - {"name", "description"}
+        if extra or "name" not in c:
+            raise OntologyError(f"concept {i} must have a 'name' (and optionally 'description'), got keys {sorted(c)}")
+        name, description = c["name"], c.get("description", "")
+    else:
+        name, description = c, ""
+    if not isinstance(name, str) or not name.strip():
+        raise OntologyError(f"concept {i} needs a non-empty text name, got {name!r}")
+    if not isinstance(description, str):
+        raise OntologyError(f"concept {i} ({name!r}) description must be text, got {type(description).__name__}")
+    return Concept(name.strip(), description)
+
+
+def _example(e: Example | Mapping, where: str) -> Example:
+    """A checked Example: text fields are text, prompt and concept non-empty, split one of SPLITS."""
+    if isinstance(e, Example):
+        e = {f: getattr(e, f) for f in _FIELDS}
+    if not isinstance(e, Mapping):
+        raise OntologyError(f"{where} must be an object with 'prompt' and 'concept' fields, got {type(e).__name__}")
+    fields = set(Example.__dataclass_fields__)
+    extra = {str(k) for k in e} - fields
+    if extra:
+        raise OntologyError(f"{where} has unknown field(s) {sorted(extra)}; allowed: {sorted(fields)}")
+    if "prompt" not in e or "concept" not in e:
+        raise OntologyError(f"{where} needs both 'prompt' and 'concept' fields, got {sorted(map(str, e))}")
+    out = {}
+    for key in ("prompt", "concept"):
+        value = e[key]
+        if value is not None and not isinstance(value, str):
+            raise OntologyError(f"{where}: {key} must be text, got {type(value).__name__} {value!r}")
+        if value is None or not value.strip():
+            raise OntologyError(f"{where} has an empty {key}.")
+        out[key] = value
+    out["concept"] = out["concept"].strip()
+    split = e.get("split", "train")
+    if split not in SPLITS:
+        raise OntologyError(f"{where} has split {split!r}; use one of {SPLITS} (or leave the field out for train).")
+    out["split"] = split
+    for key in _OPTIONAL:
+        value = e.get(key)
+        if value is not None and not isinstance(value, str):
+            raise OntologyError(f"{where}: {key} must be text, got {type(value).__name__} {value!r}; quote it.")
+        out[key] = value if value else None
+    return Example(**out)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from align_lens import AlignConfig, align, gather_activations, pretrain_sae
+from align_lens import AlignConfig, EvalConfig, align, gather_activations, pretrain_sae
 from align_lens.analysis.baselines import compare_baselines
 from align_lens.analysis.studies import ablations, layer_sweep
 from align_lens.worlds.base_model import load_base_model, load_base_world
@@ -23,17 +23,17 @@ SWEEP_COLS = (
     "binding_train",
     "binding_heldout",
     "stage1_binding_heldout",
-    "explained_variance",
+    "explained_variance_aligned",
     "swap_exact_best",
-    "swap_exact_alpha",
+    "swap_best_alpha",
     "swap_lenient_best",
 )
 ABLATION_COLS = (
     "variant",
     "binding_heldout",
-    "explained_variance",
+    "explained_variance_aligned",
     "swap_exact_best",
-    "swap_exact_alpha",
+    "swap_best_alpha",
     "swap_lenient_best",
 )
 
@@ -55,16 +55,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model, world = load_base_model(), load_base_world()
     onto = world.ontology()
-    swap = {"alphas": (0.5, 1.0, 2.0, 4.0), "max_items": args.swap_items, "mode": "delta"}
+    ev = EvalConfig(alphas=(0.5, 1.0, 2.0, 4.0), swap_items=args.swap_items, task_accuracy=False)
     stage1 = {"steps": 800, "batch_size": 512}
     cfg = AlignConfig(epochs=4, progress=False)
     record = {}
     if not args.skip_sweep:
-        record["layer_sweep"] = layer_sweep(model, onto, stage1_kwargs=stage1, align_config=cfg, swap_kwargs=swap)[
+        record["layer_sweep"] = layer_sweep(model, onto, stage1_kwargs=stage1, align_config=cfg, eval_config=ev)[
             "table"
         ]
         print("## Layer sweep\n" + markdown(record["layer_sweep"], SWEEP_COLS))
-    record["ablations"] = ablations(model, onto, DEFAULT_HOOK, stage1_kwargs=stage1, align_config=cfg, swap_kwargs=swap)
+    record["ablations"] = ablations(model, onto, DEFAULT_HOOK, stage1_kwargs=stage1, align_config=cfg, eval_config=ev)
     print("## Ablations\n" + markdown(record["ablations"], ABLATION_COLS))
     train = gather_activations(model, onto.prompts("train"), DEFAULT_HOOK, batch_size=256)
     held = gather_activations(model, onto.prompts("heldout"), DEFAULT_HOOK, batch_size=256)

@@ -16,7 +16,7 @@ from sae_lens.loading import pretrained_sae_loaders
 from safetensors.torch import save_file
 
 from align_lens import AlignedSAE, Ontology
-from align_lens.hub import PublishError, load_aligned, publish_main, push_to_hub
+from align_lens.hub import PublishError, load_aligned, push_to_hub
 from align_lens.saes.aligned import aligned_from_sae
 from align_lens.saes.plain import aligned_from_plain, export_plain
 
@@ -139,20 +139,23 @@ def test_load_aligned_rebuilds_from_plain(tmp_path, base):
     assert back.cfg.metadata.hook_name == "blocks.1.hook_resid_post"
 
 
-def test_topk_plain_export_is_approximate_and_measured(tmp_path):
+def test_topk_plain_export_is_faithful_and_measured(tmp_path):
     aligned = make_aligned("topk")
-    export_plain(aligned, tmp_path / "plain")
-    plain = SAE.load_from_disk(tmp_path / "plain")
-    assert type(plain) is TopKSAE and plain.cfg.k == aligned.cfg.k + 3
-    assert plain.cfg.metadata["align_lens"]["exact"] is False
     x = torch.randn(256, 16)
-    rel = ((plain(x) - aligned(x)).norm(dim=-1) / aligned(x).norm(dim=-1)).mean().item()
-    print(f"topk plain export: mean relative reconstruction difference {rel:.3f}")
-    assert rel > 1e-3  # random concept pre-acts are often negative: plain TopK then keeps extra free latents
-    with torch.no_grad():  # concepts strongly on: the k + n_concepts winners are the same latents
-        aligned.b_enc[aligned.cfg.n_free :] = 100.0
-    export_plain(aligned, tmp_path / "on")
-    torch.testing.assert_close(SAE.load_from_disk(tmp_path / "on")(x), aligned(x), atol=1e-4, rtol=0)
+    with pytest.warns(UserWarning, match="pass activations="):
+        export_plain(aligned, tmp_path / "unmeasured")
+    export_plain(aligned, tmp_path / "plain", activations=x)
+    plain = SAE.load_from_disk(tmp_path / "plain")
+    table = plain.cfg.metadata["align_lens"]
+    assert type(plain) is TopKSAE and plain.cfg.k == aligned.cfg.k + 3 and plain.cfg.d_sae == aligned.cfg.d_sae + 3
+    assert table["fidelity"]["rows_differing"] == 0 and table["fidelity"]["n_rows"] == 256
+    assert torch.equal(plain.W_dec[table["helper_latents"]], torch.zeros(3, 16))
+    torch.testing.assert_close(plain(x), aligned(x), atol=1e-5, rtol=0)
+    slots = plain.encode(x)[:, table["concept_slots"]] / table["slot_value_scale"]
+    torch.testing.assert_close(slots, aligned.concept_acts(x), atol=1e-5, rtol=0)
+    on = aligned.concept_acts(x) > 0
+    assert on.any() and (~on).any()  # active and inactive slots both occur, so both cases are exercised
+    assert table["concept_scales"] == [s * table["slot_value_scale"] for s in aligned.cfg.concept_scales]
 
 
 def test_plain_rejects_sae_without_table():
@@ -196,9 +199,10 @@ def test_push_then_from_pretrained(hub, tmp_path):
     onto = Ontology(CONCEPTS)
     sparsity = torch.randn(35)
     paths = push_to_hub(aligned, REPO, "blocks.1.hook_resid_post", ontology=onto, sparsity=sparsity, api=hub)
-    sae_files = ["cfg.json", "ontology.json", "sae_weights.safetensors", "sparsity.safetensors"]
+    sae_files = ["cfg.json", "sae_weights.safetensors", "sparsity.safetensors"]
     folders = ("blocks.1.hook_resid_post", "blocks.1.hook_resid_post-plain")
-    assert paths == sorted(["README.md"] + [f"{d}/{f}" for d in folders for f in sae_files])
+    ontology_file = "blocks.1.hook_resid_post/ontology.json"  # only when asked for, and once
+    assert paths == sorted(["README.md", ontology_file] + [f"{d}/{f}" for d in folders for f in sae_files])
     assert hub.list_repo_files(REPO) == paths
 
     sae, _, log_sparsity = SAE.from_pretrained_with_cfg_and_sparsity(REPO, "blocks.1.hook_resid_post")
@@ -265,17 +269,52 @@ def test_unreachable_hub_is_a_clear_error(hub):
     assert hub.calls == ["create_repo"]
 
 
-@pytest.mark.parametrize("sae_id", ["", "/layer_1", "layer_1/", "a//b"])
-def test_bad_sae_id(hub, sae_id):
+def test_ontology_is_not_published_by_default(hub):
+    aligned = make_aligned("standard")
+    aligned.cfg.concept_counts, aligned.cfg.ontology_hash = [3, 4, 5], "0123456789abcdef"
+    paths = push_to_hub(aligned, REPO, "layer_1", api=hub)
+    assert not [p for p in paths if p.endswith("ontology.json")]
+    cfg = json.loads((hub.root / REPO / "layer_1" / "cfg.json").read_text())
+    assert cfg["concept_counts"] == [3, 4, 5] and cfg["ontology_hash"] == "0123456789abcdef"
+    assert cfg["concept_names"] == CONCEPTS and cfg["concept_scales"] == [1.5, 2.0, 0.5]
+    assert "| a | 32 | 1.5 | 3 |" in (hub.root / REPO / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "sae_id", ["", "/layer_1", "layer_1/", "a//b", "../x", "a/../../x", "..", "./x", "a/./b", "a\\b", "/tmp/x"]
+)
+def test_bad_sae_id(hub, tmp_path, sae_id):
+    stage = tmp_path / "deep" / "stage"
+    with pytest.raises(ValueError, match="sae_id"):
+        push_to_hub(make_aligned("standard"), REPO, sae_id, api=hub, staging_dir=stage, dry_run=True)
     with pytest.raises(ValueError, match="sae_id"):
         push_to_hub(make_aligned("standard"), REPO, sae_id, api=hub)
-    assert hub.calls == []
+    assert hub.calls == [] and list(tmp_path.rglob("*")) == []  # nothing written anywhere
+
+
+def test_everything_is_staged_inside_the_staging_folder(tmp_path):
+    stage = tmp_path / "a" / "stage"
+    paths = push_to_hub(make_aligned("topk"), REPO, "x/y", staging_dir=stage, dry_run=True)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(f"a/stage/{p}" for p in paths) and "x/y-plain/cfg.json" in paths
+
+
+def test_card_quotes_and_escapes_concept_names(hub):
+    aligned = make_aligned("standard")
+    evil = ['")\nimport os\nos.system("echo pwned")#', "a|b", "line\nbreak"]
+    aligned.cfg.concept_names = evil
+    push_to_hub(aligned, REPO, "layer_1", api=hub)
+    card = (hub.root / REPO / "README.md").read_text()
+    assert "\nimport os" not in card and "| a\\|b |" in card and "| line break |" in card
+    code = card.split("```python\n")[1].split("```")[0]
+    compile(code, "card", "exec")  # valid Python whose only string literal is the name, quoted
+    assert f"sae.concept_index({evil[0]!r})" in code
 
 
 def test_bad_repo_and_ontology(hub):
     with pytest.raises(ValueError, match="owner/name"):
         push_to_hub(make_aligned("standard"), "tiny-align", "layer_1", api=hub)
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(ValueError, match=r"only in the ontology: \['x'\]"):
         push_to_hub(make_aligned("standard"), REPO, "layer_1", ontology=Ontology(["a", "x", "c"]), api=hub)
     with pytest.raises(ValueError, match=r"shape \(35,\)"):
         push_to_hub(make_aligned("standard"), REPO, "layer_1", sparsity=torch.zeros(32), api=hub)
@@ -289,36 +328,11 @@ def test_model_card(hub):
     card = (hub.root / REPO / "README.md").read_text()
     front, body = card.split("---\n")[1], card.split("---\n", 2)[2]
     assert front == "library_name: saelens\ntags:\n- sae\n- saelens\n- align_lens\n- alignsae\n"
-    assert "| a | 32 | 1.5 |\n| b | 33 | 2 |\n| c | 34 | 0.5 |" in body
+    assert "| a | 32 | 1.5 |  |\n| b | 33 | 2 |  |\n| c | 34 | 0.5 |  |" in body
     assert "| binding_accuracy | 0.9375 |" in body and "| recon.fve | 0.81 |" in body
-    assert f'import align_lens\nfrom sae_lens import SAE\n\nsae = SAE.from_pretrained("{REPO}", "layer_1")' in body
-    assert f'SAE.from_pretrained("{REPO}", "layer_1-plain")' in body and "approximate" in body
-
-
-# ---- CLI -------------------------------------------------------------------------------
-def test_cli_help(capsys):
-    with pytest.raises(SystemExit) as e:
-        publish_main(["--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    assert "align-lens publish" in out and "--sae-id" in out and "--no-plain" in out
-
-
-def test_cli_dry_run(tmp_path, capsys):
-    aligned = make_aligned("standard")
-    aligned.save_model(tmp_path / "sae")
-    save_file({"sparsity": torch.zeros(35)}, tmp_path / "sae" / "sparsity.safetensors")
-    Ontology(CONCEPTS).to_json(tmp_path / "sae" / "ontology.json")
-    assert publish_main([str(tmp_path / "sae"), REPO, "--sae-id", "layer_1", "--dry-run", "--no-plain"]) == 0
-    out = capsys.readouterr().out
-    assert f"{REPO}/layer_1/sparsity.safetensors" in out and f"{REPO}/layer_1/ontology.json" in out
-    assert "-plain" not in out
-
-
-def test_cli_error_exit(tmp_path, capsys):
-    make_aligned("standard").save_model(tmp_path / "sae")
-    with pytest.raises(SystemExit) as e:
-        publish_main([str(tmp_path / "sae"), REPO, "--sae-id", "", "--dry-run"])
-    assert e.value.code == 1
-    assert "sae_id must be" in capsys.readouterr().err
-    json.loads((tmp_path / "sae" / "cfg.json").read_text())  # input folder untouched and valid
+    assert f"import align_lens\nfrom sae_lens import SAE\n\nsae = SAE.from_pretrained('{REPO}', 'layer_1')" in body
+    assert f"SAE.from_pretrained('{REPO}', 'layer_1-plain')" in body and "not measured" in body
+    x = torch.randn(64, 16)
+    push_to_hub(make_aligned("topk"), REPO, "layer_2", activations=x, api=hub)
+    card = (hub.root / REPO / "README.md").read_text()
+    assert "Measured on 64 activations: 0 rows differ" in card

@@ -18,10 +18,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations, swap_headline
 from align_lens.evals.binding import binding_metrics, encode_in_chunks, fragmentation, hungarian
-from align_lens.evals.fidelity import fidelity
-from align_lens.interventions.editors import DirectionEditor, LatentEditor, SlotEditor
+from align_lens.interventions.editors import DirectionEditor, LatentEditor, PaperSlotEditor, SteerSlotEditor
 from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.interventions.trials import SwapTrial
 from align_lens.ontology import Ontology
 
 
@@ -141,32 +142,6 @@ def linear_probe(
     return out
 
 
-def _swap_summary(res) -> dict[str, Any]:
-    out = {
-        "swap_alphas": res.alphas,
-        "swap_exact_by_alpha": res.success["exact"],
-        "swap_first_token_by_alpha": res.success["first_token"],
-        "swap_lenient_by_alpha": res.success["lenient"],
-    }
-    for s in ("exact", "first_token", "lenient"):
-        a, v = res.best(s)
-        out[f"swap_{s}_best"] = v
-        out[f"swap_{s}_best_alpha"] = a
-    i = res.alphas.index(out["swap_exact_best_alpha"])
-    out["kept_source_at_best"] = res.kept_source[i]
-    out["type_target_at_best"] = res.type_target[i]
-    out["swap_trials"] = res.counts["n_trials"]
-    return out
-
-
-def _spliced(model, examples, sae, batch_size) -> dict[str, float]:
-    from align_lens.evals.fidelity import task_accuracy
-
-    last = task_accuracy(model, examples, sae, use_error_term=False, batch_size=batch_size, positions="last")
-    every = task_accuracy(model, examples, sae, use_error_term=False, batch_size=batch_size, positions="all")
-    return {"task_exact_spliced_last": last["exact"], "task_exact_spliced_all": every["exact"]}
-
-
 def compare_baselines(
     model,
     stage1_sae,
@@ -178,91 +153,71 @@ def compare_baselines(
     max_items: int | None = 20,
     swap_split: str = "heldout",
     batch_size: int = 128,
-    task_items: int | None = 20,
+    task_items: int | None = 120,
     train_acts: Tensor | None = None,
     heldout_acts: Tensor | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Aligned slots vs the Stage-1 SAE's best latents vs DiffMean vs a linear probe, side by side.
 
-    All methods read and edit the same hook (the aligned SAE's). Swaps run on `swap_split` prompts (at most
-    `max_items` per source concept); DiffMean's α is in units of the class-mean difference, the slots' and the
-    Stage-1 latents' α in units of the concept's typical activation. Fidelity (explained variance, L0, dead
-    latents, and exact task accuracy with the reconstruction replacing the activation at the last prompt token
-    ("task_exact_spliced_last") or at every position ("task_exact_spliced_all")) is computed for both SAEs. Returns {"rows": [one dict per method], "swaps": {method: SwapResults.to_dict()}, "stage1": ...}.
+    All methods read and edit the same hook (the aligned SAE's) and swap on the same trials (`swap_split`
+    prompts, at most `max_items` per source concept), each over its own α grid in its editor's unit: slots
+    (delta) and Stage-1 latents in × the concept's typical activation, paper mode in absolute slot value, steer
+    mode in × ‖h‖, DiffMean in × the class-mean difference. The "aligned slots (delta)" row is the headline of
+    `analysis.evaluate` (with the Stage-1 SAE as reference, so it carries both SAEs' fidelity and spliced task
+    accuracy: `*_aligned` / `*_stage1`); every row uses `evaluate`'s key names. Returns {"rows": [one dict per
+    method], "swaps": {method: SwapResults.to_dict()}, "stage1": matched latents, scores and scales}.
     """
-    from align_lens.activations.gather import gather_activations
-    from align_lens.interventions.swaps import _sample_per_concept
-
     hook = aligned.cfg.metadata.hook_name
-    names = ontology.names
+    names = list(aligned.cfg.concept_names)
     if stage1_sae.cfg.metadata.hook_name is None:
         stage1_sae.cfg.metadata.hook_name = hook
-    if train_acts is None:
-        train_acts = gather_activations(model, ontology.prompts("train"), hook, batch_size=batch_size)
-    y_train = ontology.labels("train")
-    has_heldout = bool(ontology.select("heldout"))
-    if heldout_acts is None and has_heldout:
-        heldout_acts = gather_activations(model, ontology.prompts("heldout"), hook, batch_size=batch_size)
-    y_held = ontology.labels("heldout") if has_heldout else None
-    swap_items = ontology.select(swap_split) or ontology.select()
-    rows, swaps = [], {}
+    given = {k: v for k, v in (("train", train_acts), ("heldout", heldout_acts)) if v is not None}
+    if train_acts is None or (heldout_acts is None and ontology.select("heldout")):
+        given = split_activations(model, ontology, hook, batch_size) | given
+    acts: dict[str, Tensor] = given
+    train_acts, heldout_acts = acts["train"], acts.get("heldout")
+    y_train = ontology.labels("train", order=names)
+    y_held = ontology.labels("heldout", order=names) if heldout_acts is not None else None
+    config = EvalConfig(
+        alphas=tuple(alphas),
+        split=swap_split,
+        swap_items=max_items,
+        task_items=task_items,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    result = evaluate(model, aligned, ontology, config, stage1=stage1_sae, acts=acts)
+    trials = [SwapTrial(**t) for t in result["swap"]["trials"]]
+    swaps = {"aligned_delta": result["swap"]}
 
-    def run_swaps(key, editor, a):
-        res = evaluate_swaps(
-            model, editor, swap_items, alphas=a, max_items=max_items, batch_size=batch_size, lookup=ontology, seed=seed
-        )
+    def run_swaps(key: str, editor, a: Sequence[float]) -> dict[str, Any]:
+        res = evaluate_swaps(model, editor, trials=trials, alphas=a, batch_size=batch_size, lookup=ontology, seed=seed)
         swaps[key] = res.to_dict()
-        return _swap_summary(res)
+        return swap_headline(res)
 
-    task_ex = _sample_per_concept([e for e in swap_items if e.answer], names, task_items, seed)
-
-    # aligned slots
-    zc_train = encode_in_chunks(aligned, train_acts, concepts_only=True)
-    row = {"method": "aligned slots (delta)", "binding_train": binding_metrics(zc_train, y_train, names)["accuracy"]}
-    if heldout_acts is not None:
-        zc_h = encode_in_chunks(aligned, heldout_acts, concepts_only=True)
-        bh = binding_metrics(zc_h, y_held, names)
-        row |= {"binding_heldout": bh["accuracy"], "hungarian_heldout": bh["hungarian_accuracy"]}
-    fid = fidelity(aligned, train_acts)
-    row |= {"explained_variance": fid["explained_variance"], "l0": fid["l0"], "dead_fraction": fid["dead_fraction"]}
-    row |= _spliced(model, task_ex, aligned, batch_size)
-    row |= run_swaps("aligned_delta", SlotEditor(aligned, "delta"), alphas)
-    frag = fragmentation(encode_in_chunks(aligned, train_acts), y_train, aligned.cfg.concept_slots, names)["mean"]
-    row |= {"eff_feat_slots": frag["eff_feat_slots"], "eff_feat_all": frag["eff_feat_all"]}
-    rows.append(row)
-    rows.append({"method": "aligned slots (paper)", **run_swaps("aligned_paper", SlotEditor(aligned, "paper"), alphas)})
+    rows = [{"method": "aligned slots (delta)"} | headline(result)]
+    rows.append({"method": "aligned slots (paper)", **run_swaps("aligned_paper", PaperSlotEditor(aligned), alphas)})
     rows.append(
-        {"method": "aligned slots (steer)", **run_swaps("aligned_steer", SlotEditor(aligned, "steer"), steer_alphas)}
+        {"method": "aligned slots (steer)", **run_swaps("aligned_steer", SteerSlotEditor(aligned), steer_alphas)}
     )
 
-    # Stage-1 SAE best latents
     best = stage1_best_latents(stage1_sae, train_acts, y_train, names, heldout_acts, y_held)
     row = {"method": "stage-1 SAE best latents", "binding_train": best["binding"]["accuracy"]}
     if "binding_heldout" in best:
-        row |= {
-            "binding_heldout": best["binding_heldout"]["accuracy"],
-            "hungarian_heldout": best["binding_heldout"]["hungarian_accuracy"],
-        }
-    fid = fidelity(stage1_sae, train_acts)
-    row |= {"explained_variance": fid["explained_variance"], "l0": fid["l0"], "dead_fraction": fid["dead_fraction"]}
-    row |= _spliced(model, task_ex, stage1_sae, batch_size)
+        row["binding_heldout"] = best["binding_heldout"]["accuracy"]
+        row["binding_heldout_hungarian"] = best["binding_heldout"]["hungarian_accuracy"]
+    row |= {k: best["fragmentation"]["mean"][k] for k in ("eff_feat_slots", "eff_feat_all")}
     row |= run_swaps("stage1_latents", stage1_editor(stage1_sae, best, hook), alphas)
-    row |= {
-        "eff_feat_slots": best["fragmentation"]["mean"]["eff_feat_slots"],
-        "eff_feat_all": best["fragmentation"]["mean"]["eff_feat_all"],
-    }
     rows.append(row)
 
-    # DiffMean
     dm = diffmean_directions(train_acts, y_train, len(names))
     row = {"method": "DiffMean", "binding_train": diffmean_binding(train_acts, y_train, dm, names)["accuracy"]}
-    if heldout_acts is not None:
+    if heldout_acts is not None and y_held is not None:
         row["binding_heldout"] = diffmean_binding(heldout_acts, y_held, dm, names)["accuracy"]
     row |= run_swaps("diffmean", DirectionEditor(dm["means"], names, hook), diffmean_alphas)
     rows.append(row)
 
-    # linear probe (binding only)
     probe = linear_probe(train_acts, y_train, heldout_acts, y_held, names)
     rows.append(
         {

@@ -16,58 +16,20 @@ from typing import Any
 
 import torch
 
-from align_lens.activations.gather import gather_activations
 from align_lens.adapter import residual_hooks
 from align_lens.analysis.baselines import stage1_best_latents
-from align_lens.evals.binding import binding_metrics, encode_in_chunks, fragmentation
-from align_lens.evals.fidelity import fidelity
-from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.ontology import Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig, align
 
 DEFAULT_STAGE1 = {"architecture": "topk", "k": 16, "steps": 500, "batch_size": 256}
-DEFAULT_SWAP = {"alphas": (0.5, 1.0, 2.0, 4.0), "max_items": 10, "mode": "delta"}
+STUDY_EVAL = EvalConfig(alphas=(0.5, 1.0, 2.0, 4.0), swap_items=10, task_accuracy=False)
 
 
 def _stage1_kwargs(model, stage1_kwargs: dict | None) -> dict:
     kw = DEFAULT_STAGE1 | {"d_sae": 8 * model.cfg.d_model} | dict(stage1_kwargs or {})
     return kw
-
-
-def evaluate_aligned(
-    model, aligned, ontology: Ontology, train_acts, heldout_acts, swap_kwargs: dict | None = None
-) -> dict[str, Any]:
-    """The headline numbers of one aligned SAE as a flat dict (binding train/heldout, fidelity, fragmentation,
-    best swap success over α for the three scorers)."""
-    names = ontology.names
-    row: dict[str, Any] = {}
-    row["binding_train"] = binding_metrics(
-        encode_in_chunks(aligned, train_acts, concepts_only=True), ontology.labels("train"), names
-    )["accuracy"]
-    if heldout_acts is not None and len(heldout_acts):
-        bh = binding_metrics(
-            encode_in_chunks(aligned, heldout_acts, concepts_only=True), ontology.labels("heldout"), names
-        )
-        row["binding_heldout"] = bh["accuracy"]
-        row["hungarian_heldout"] = bh["hungarian_accuracy"]
-    fid = fidelity(aligned, train_acts)
-    row |= {k: fid[k] for k in ("explained_variance", "l0", "dead_fraction")}
-    z = encode_in_chunks(aligned, train_acts)
-    row["eff_feat_all"] = fragmentation(z, ontology.labels("train"), aligned.cfg.concept_slots, names)["mean"][
-        "eff_feat_all"
-    ]
-    if swap_kwargs is not False:
-        kw = DEFAULT_SWAP | dict(swap_kwargs or {})
-        items = ontology.select("heldout") or ontology.select()
-        res = evaluate_swaps(model, aligned, items, lookup=ontology, **kw)
-        for s in ("exact", "first_token", "lenient"):
-            a, v = res.best(s)
-            row[f"swap_{s}_best"] = v
-            row[f"swap_{s}_alpha"] = a
-        row["swap_exact_by_alpha"] = dict(zip(res.alphas, res.success["exact"]))
-        row["swap_trials"] = res.counts["n_trials"]
-    return row
 
 
 def layer_sweep(
@@ -76,36 +38,32 @@ def layer_sweep(
     hooks: Sequence[str] | None = None,
     stage1_kwargs: dict | None = None,
     align_config: AlignConfig | None = None,
-    swap_kwargs: dict | bool | None = None,
+    eval_config: EvalConfig | None = None,
     keep_saes: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Stage 1 (`pretrain_sae`) + Stage 2 (`align`) at each hook (default: every residual hook), then binding
-    (train and held-out templates), fidelity, fragmentation and swap success (`swap_kwargs=False` skips swaps).
+    (train and held-out templates), fidelity, fragmentation and swap success, measured by `evaluate` with
+    `eval_config` (default `STUDY_EVAL`: swaps over α ∈ {0.5, 1, 2, 4} on 10 prompts per concept, no task accuracy;
+    `EvalConfig(swaps=False)` skips swaps).
 
-    Returns {"table": [one row per hook: hook, layer, binding_train, binding_heldout, hungarian_heldout,
-    stage1_binding_heldout (best single Stage-1 latent per concept), explained_variance, l0, dead_fraction,
-    eff_feat_all, swap_*_best / swap_*_alpha, swap_exact_by_alpha, seconds], "saes": {hook: AlignedSAE}
-    when keep_saes}.
+    Returns {"table": [one row per hook: hook, layer, every `evaluate` headline number, stage1_binding_heldout
+    (best single Stage-1 latent per concept), seconds], "saes": {hook: AlignedSAE} when keep_saes}.
     """
     hooks = list(hooks or residual_hooks(model))
     cfg = align_config or AlignConfig(epochs=10, progress=False)
+    ev = eval_config or STUDY_EVAL
     table, saes = [], {}
     for i, hook in enumerate(hooks):
         t0 = time.time()
-        train = gather_activations(model, ontology.prompts("train"), hook, batch_size=256, progress=progress)
-        held = (
-            gather_activations(model, ontology.prompts("heldout"), hook, batch_size=256)
-            if ontology.select("heldout")
-            else None
-        )
+        acts = split_activations(model, ontology, hook, batch_size=256, progress=progress)
+        train, held = acts["train"], acts.get("heldout")
         kw = _stage1_kwargs(model, stage1_kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sae = pretrain_sae(train, hook_name=hook, **kw)
             aligned = align(sae, ontology, activations=train, config=replace(cfg, hook_name=hook))
-        row = {"hook": hook, "layer": i}
-        row |= evaluate_aligned(model, aligned, ontology, train, held, swap_kwargs)
+        row = {"hook": hook, "layer": i} | headline(evaluate(model, aligned, ontology, ev, acts=acts))
         best = stage1_best_latents(
             sae,
             train,
@@ -156,7 +114,7 @@ def ablations(
     hook: str,
     stage1_kwargs: dict | None = None,
     align_config: AlignConfig | None = None,
-    swap_kwargs: dict | bool | None = None,
+    eval_config: EvalConfig | None = None,
     variants: Sequence[str] | None = None,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -171,19 +129,16 @@ def ablations(
       frozen free latents       train_free = False (only the slots learn)
       random slot init          init = "random" instead of the LDA init
 
-    Returns one flat row per variant (`evaluate_aligned`'s keys plus variant and seconds).
+    Returns one flat row per variant: variant, every `evaluate` headline number (`eval_config`, default
+    `STUDY_EVAL`), seconds.
     """
     variants = list(variants or ABLATIONS)
     unknown = set(variants) - set(ABLATIONS)
     if unknown:
         raise ValueError(f"unknown variant(s) {sorted(unknown)}; choose from {ABLATIONS}")
     base = replace(align_config or AlignConfig(epochs=10, progress=False), hook_name=hook, seed=seed)
-    train = gather_activations(model, ontology.prompts("train"), hook, batch_size=256)
-    held = (
-        gather_activations(model, ontology.prompts("heldout"), hook, batch_size=256)
-        if ontology.select("heldout")
-        else None
-    )
+    acts = split_activations(model, ontology, hook, batch_size=256)
+    train = acts["train"]
     kw = _stage1_kwargs(model, stage1_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -204,7 +159,7 @@ def ablations(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             aligned = align(sae, ontology, model=model, activations=train, config=configs[v])
-        row = {"variant": v} | evaluate_aligned(model, aligned, ontology, train, held, swap_kwargs)
+        row = {"variant": v} | headline(evaluate(model, aligned, ontology, eval_config or STUDY_EVAL, acts=acts))
         row["seconds"] = time.time() - t0
         rows.append(row)
     return rows

@@ -55,15 +55,19 @@ def binding_metrics(
 ) -> dict[str, Any]:
     """Binding of concepts to slots (or to any k ≥ c candidate latents, one column each).
 
+    A row whose columns are all exactly 0 (no slot fired) is *silent*: it predicts no concept and counts as a
+    miss everywhere (it is left out of the confusion matrix, whose columns are concepts).
+
     Returns
       accuracy            argmax over the k columns == the label (column c is concept c's slot); this is the
                           AlignSAE slot accuracy, and with balanced classes equals the paper's "diagonal"
+      n_silent, silent_fraction  rows where no column fired
       diagonal            macro average of per-concept recall (the paper's trace/c of the column-normalised confusion)
       hungarian_accuracy  accuracy after matching concepts to columns by `linear_sum_assignment` on the
                           concept × column argmax-count matrix (permutation-invariant; ≥ accuracy)
       hungarian_assignment  matched column of each concept
       confusion           c × k counts, rows = true concept, cols = argmax column
-      confusion_normalized  rows divided by their counts
+      confusion_normalized  rows divided by their concept's number of rows (silent rows included)
       mean_activation     c × k mean column activation per true concept
       per_concept         {name: {accuracy, n, mean_own, margin}}; margin = own column minus best other column
       per_template        {template: accuracy} when `templates` is given
@@ -81,10 +85,11 @@ def binding_metrics(
         raise ValueError(f"{k} columns cannot bind {c} concepts")
     if len(y) and (y.min() < 0 or y.max() >= c):
         raise ValueError(f"labels must be in 0..{c - 1}")
-    pred = z.argmax(-1)
+    silent = (z == 0).all(-1)
+    pred = torch.where(silent, -1, z.argmax(-1))
     conf = torch.zeros(c, k, dtype=torch.long)
-    conf.index_put_((y, pred), torch.ones_like(y), accumulate=True)
-    counts = conf.sum(1).clamp_min(1)
+    conf.index_put_((y[~silent], pred[~silent]), torch.ones_like(y[~silent]), accumulate=True)
+    counts = torch.bincount(y, minlength=c).clamp_min(1)  # silent rows count in the denominator
     mean_act = torch.stack([z[y == i].mean(0) if (y == i).any() else torch.full((k,), float("nan")) for i in range(c)])
     assign = hungarian(conf.numpy())
     matched = torch.tensor(assign)[y]
@@ -107,6 +112,8 @@ def binding_metrics(
         "diagonal": float(np.nanmean([v["accuracy"] for v in per_concept.values()])),
         "hungarian_accuracy": float((pred == matched).float().mean()) if len(y) else float("nan"),
         "hungarian_assignment": assign,
+        "n_silent": int(silent.sum()),
+        "silent_fraction": float(silent.float().mean()) if len(y) else float("nan"),
         "confusion": conf.tolist(),
         "confusion_normalized": (conf.float() / counts[:, None]).tolist(),
         "mean_activation": mean_act.tolist(),

@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 
 import torch
 from torch import Tensor
 
-from align_lens.adapter import pad_right, tokenize
+from align_lens import adapter
+from align_lens.adapter import answer_tokens, check_context, decode_text, pad_id, pad_right, stop_ids, tokenize
 
 EditFn = Callable[[Tensor, Tensor], Tensor]  # (resid [b, d] at the edit positions, row index [b]) -> new resid
 
 
 SCORERS = ("first_token", "exact", "lenient")
-
-
-def stop_ids(model) -> set[int]:
-    """Token ids that end an answer: eos plus any token containing a newline (never '.')."""
-    tok = model.tokenizer
-    ids: set[int] = set()
-    if tok is None:
-        return ids
-    if tok.eos_token_id is not None:
-        ids.add(int(tok.eos_token_id))
-    for t, i in tok.get_vocab().items():
-        if "\n" in t or "Ċ" in t:
-            ids.add(int(i))
-    return ids
 
 
 @torch.no_grad()
@@ -53,13 +39,10 @@ def greedy_decode(
     each time, as with a prefill-only edit under a KV cache); `rows` are the indices of the batch rows in
     `prompts`, so the edit can depend on the row.
     """
-    seqs = [p if isinstance(p, Tensor) else None for p in prompts]
-    if any(s is None for s in seqs):
-        seqs = tokenize(model, list(prompts))
+    seqs = [p if isinstance(p, Tensor) else tokenize(model, [p], room=1)[0] for p in prompts]
+    check_context(model, seqs, room=1)
     stops = stop_ids(model)
-    pad = (
-        model.tokenizer.pad_token_id if model.tokenizer is not None and model.tokenizer.pad_token_id is not None else 0
-    )
+    pad = pad_id(model)
     device = model.cfg.device
     n_ctx = model.cfg.n_ctx
     out: list[list[int]] = []
@@ -75,7 +58,7 @@ def greedy_decode(
         rows = torch.arange(start, start + b, device=device)
         done = torch.zeros(b, dtype=torch.bool, device=device)
         gen = [[] for _ in range(b)]
-        hooks = list(extra_hooks or [])
+        fwd = list(extra_hooks or [])
         if edit is not None:
             if hook_name is None:
                 raise ValueError("an edit needs hook_name")
@@ -86,9 +69,8 @@ def greedy_decode(
                 x[ar, last] = edit(x[ar, last], rows).to(x.dtype)
                 return x
 
-            hooks.append((hook_name, hook_fn))
-        ctx = model.hooks(fwd_hooks=hooks) if hooks else nullcontext()
-        with ctx:
+            fwd.append((hook_name, hook_fn))
+        with adapter.hooks(model, fwd):
             for t in range(room):
                 width = int(lengths.max()) + t
                 logits = model(buf[:, :width])
@@ -110,19 +92,16 @@ def greedy_decode(
 
 def decode_tokens(model, ids: Sequence[int]) -> str:
     """Token ids → normalised answer text (whitespace collapsed, stripped)."""
-    if not ids:
-        return ""
-    text = model.tokenizer.decode(list(ids), skip_special_tokens=True)
-    return normalize(text)
+    return normalize(decode_text(model, ids))
 
 
 def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
-def answer_tokens(model, answer: str) -> list[int]:
-    """Tokens of an answer as the model writes it after the prompt (leading space, no BOS)."""
-    return model.to_tokens(" " + answer.strip(), prepend_bos=False)[0].tolist()
+def max_answer_len(model, answers: Sequence[str]) -> int:
+    """The longest answer in tokens (1 when there is none)."""
+    return max((len(answer_tokens(model, a)) for a in set(answers)), default=1)
 
 
 def lenient_match(generated: str, gold: str) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -11,9 +11,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from align_lens.adapter import check_sae_fits, pad_right, tokenize
-from align_lens.evals.decoding import answer_tokens, greedy_decode, score_generation
-from align_lens.ontology import Example, Ontology
+from align_lens.adapter import answer_tokens, check_sae_fits, pad_right, run_with_hooks, spliced, tokenize
+from align_lens.evals.decoding import greedy_decode, max_answer_len, score_generation
+from align_lens.ontology import Example, Ontology, as_examples
 
 # =============================================================================================
 # fidelity
@@ -73,26 +73,6 @@ def fidelity(sae, acts: Float[Tensor, "n d_in"], batch_size: int = 4096) -> dict
 # =============================================================================================
 
 
-@contextmanager
-def spliced(model, sae, use_error_term: bool = False):
-    """Splice `sae` into `model` at its hook for the duration of the block (restores what was there)."""
-    check_sae_fits(model, sae)
-    with model.saes(saes=[sae], use_error_term=use_error_term):
-        yield model
-    if hasattr(sae, "setup"):
-        sae.setup()  # restore the SAE's short hook names
-
-
-def _examples(examples) -> list[Example]:
-    if isinstance(examples, Ontology):
-        return examples.select()
-    return list(examples)
-
-
-def _max_answer_len(model, answers: Sequence[str]) -> int:
-    return max((len(answer_tokens(model, a)) for a in set(answers)), default=1)
-
-
 @torch.no_grad()
 def task_accuracy(
     model,
@@ -114,10 +94,11 @@ def task_accuracy(
 
     Returns {first_token, exact, lenient, n, per_concept: {name: {first_token, exact, lenient, n}}}.
     """
-    items = [e for e in _examples(examples) if e.answer is not None]
+    items = [e for e in as_examples(examples) if e.answer is not None]
     if not items:
         raise ValueError("no examples with answers")
-    max_new = max_new_tokens or _max_answer_len(model, [e.answer for e in items]) + 1
+    answers = [e.answer for e in items if e.answer is not None]  # all of them (typed as str)
+    max_new = max_new_tokens or max_answer_len(model, answers) + 1
     prompts = [e.prompt for e in items]
     if positions not in ("all", "last"):
         raise ValueError(f"positions must be 'all' or 'last', got {positions!r}")
@@ -137,10 +118,10 @@ def task_accuracy(
             gens = greedy_decode(model, prompts, max_new, batch_size=batch_size)
     cache: dict[str, list[int]] = {}
     scores = []
-    for e, g in zip(items, gens):
-        if e.answer not in cache:
-            cache[e.answer] = answer_tokens(model, e.answer)
-        scores.append(score_generation(model, g, e.answer, cache[e.answer]))
+    for answer, g in zip(answers, gens):
+        if answer not in cache:
+            cache[answer] = answer_tokens(model, answer)
+        scores.append(score_generation(model, g, answer, cache[answer]))
     keys = ("first_token", "exact", "lenient")
 
     def agg(rows):
@@ -181,7 +162,7 @@ def ce_kl(model, sae, texts: Sequence[str], batch_size: int = 32) -> dict[str, f
         c_clean, lp_clean = ce(model(toks))
         with spliced(model, sae, use_error_term=False):
             c_sae, lp_sae = ce(model(toks))
-        c_abl, _ = ce(model.run_with_hooks(toks, fwd_hooks=[(hook, lambda x, hook: torch.zeros_like(x))]))
+        c_abl, _ = ce(run_with_hooks(model, toks, [(hook, lambda x, hook: torch.zeros_like(x))]))
         kl = ((lp_clean.exp() * (lp_clean - lp_sae)).sum(-1) * mask).sum()
         tot["clean"] += c_clean
         tot["sae"] += c_sae

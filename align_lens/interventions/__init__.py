@@ -1,30 +1,47 @@
-"""Interventions with concept slots: editors, swap hooks and their evaluation, slot interchange, patching."""
+"""Interventions with concept slots: editors (with the unit of their strength α), swap trials, swap hooks and
+their evaluation, slot interchange, patching."""
 
 from align_lens.evals.decoding import SCORERS
-from align_lens.interventions.editors import DirectionEditor, Editor, LatentEditor, SlotEditor, as_editor, edit_residual
-from align_lens.interventions.interchange import patch_slots, ravel_scores, residual_patching
-from align_lens.interventions.swaps import (
-    SwapResults,
-    answer_lookup,
-    evaluate_swaps,
-    swap_hooks,
-    wilson,
+from align_lens.interventions.editors import (
+    MODES,
+    UNITS,
+    DirectionEditor,
+    Editor,
+    LatentEditor,
+    PaperSlotEditor,
+    SlotEditor,
+    SteerSlotEditor,
+    as_editor,
+    delta_edit,
+    edit_residual,
+    slot_editor,
 )
+from align_lens.interventions.interchange import patch_slots, ravel_scores, residual_patching
+from align_lens.interventions.swaps import SwapResults, evaluate_swaps, swap_hooks, wilson
+from align_lens.interventions.trials import SwapTrial, answer_lookup, sample_swap_trials
 
 __all__ = [
+    "MODES",
     "SCORERS",
+    "UNITS",
     "DirectionEditor",
     "Editor",
     "LatentEditor",
+    "PaperSlotEditor",
     "SlotEditor",
+    "SteerSlotEditor",
     "SwapResults",
+    "SwapTrial",
     "answer_lookup",
     "as_editor",
+    "delta_edit",
     "edit_residual",
     "evaluate_swaps",
     "patch_slots",
     "ravel_scores",
     "residual_patching",
+    "sample_swap_trials",
+    "slot_editor",
     "swap_hooks",
     "wilson",
 ]

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from align_lens.activations.gather import gather_activations
+from align_lens.adapter import act_patch_resid_pre, run_with_cache, tokenize
 from align_lens.evals.binding import encode_in_chunks
-from align_lens.evals.decoding import decode_tokens, greedy_decode, normalize
-from align_lens.evals.fidelity import _examples, _max_answer_len
-from align_lens.interventions.swaps import _sample_per_concept, answer_lookup
-from align_lens.ontology import Example, Ontology
+from align_lens.evals.decoding import decode_tokens, greedy_decode, max_answer_len, normalize
+from align_lens.interventions.editors import delta_edit
+from align_lens.interventions.trials import answer_lookup, answerable, sample_per_concept
+from align_lens.ontology import Example, Ontology, index_of
 
 # =============================================================================================
 # slot interchange (RAVEL-style)
@@ -28,9 +30,7 @@ def _slot_mask(aligned, concept: str | Sequence[str] | None) -> Tensor:
     wanted = [concept] if isinstance(concept, str) else list(concept)
     mask = torch.zeros(len(names), dtype=torch.bool)
     for w in wanted:
-        if w not in names:
-            raise KeyError(f"unknown concept {w!r}; known concepts are {names}")
-        mask[names.index(w)] = True
+        mask[index_of(names, w)] = True
     return mask
 
 
@@ -38,18 +38,15 @@ def _slot_mask(aligned, concept: str | Sequence[str] | None) -> Tensor:
 def _interchange_generate(
     model, aligned, base_toks, src_values: Tensor, mask: Tensor, max_new: int, batch_size: int, hook_name: str
 ) -> list[list[int]]:
-    sae = aligned
-    dev = sae.W_dec.device
-    nf = sae.cfg.n_free
-    m = mask.to(dev)
+    nf = aligned.cfg.n_free
 
     def edit(h, rows):
-        x = h.to(dev, sae.dtype)
-        z = sae.encode(x)
-        z_new = z.clone()
-        zc = z_new[:, nf:]
-        zc[:, m] = src_values[rows.cpu()].to(dev, z.dtype)[:, m]
-        return (x + (z_new - z) @ sae.W_dec).to(h.dtype)
+        def copied(z):
+            out = z.clone()
+            out[:, nf:][:, mask.to(z.device)] = src_values[rows.cpu()].to(z.device, z.dtype)[:, mask]
+            return out
+
+        return delta_edit(aligned, h, copied)
 
     return greedy_decode(model, base_toks, max_new, hook_name, edit, batch_size)
 
@@ -72,9 +69,6 @@ def patch_slots(
     Returns {"base": clean base answers, "source": clean source answers, "patched": patched base answers,
     "source_slots": [n, c] slot values copied, "base_slots": [n, c] slot values before}.
     """
-    from align_lens.activations.gather import gather_activations
-    from align_lens.adapter import tokenize
-
     if len(base_prompts) != len(source_prompts):
         raise ValueError(f"{len(base_prompts)} base prompts but {len(source_prompts)} source prompts")
     hook = hook_name or aligned.cfg.metadata.hook_name
@@ -126,32 +120,30 @@ def ravel_scores(
     hook = hook_name or aligned.cfg.metadata.hook_name
     names = list(aligned.cfg.concept_names)
     table = answer_lookup(lookup if lookup is not None else examples)
-    pool = [e for e in _examples(examples) if e.entity is not None and e.answer is not None and e.concept in names]
-    items = _sample_per_concept(pool, names, max_items, seed)
+    pool = answerable(examples, names)
+    items = sample_per_concept(pool, names, max_items, seed)
     by_concept = {n: [e for e in pool if e.concept == n] for n in names}
     rng = random.Random(seed + 1)
     trials = []  # (base example, source example, kind, gold, leak answer)
     for e in items:
+        assert e.entity is not None and e.answer is not None  # answerable() keeps only these
         for nb in names:
             cands = [s for s in by_concept[nb] if s.entity != e.entity]
             if not cands:
                 continue
             s = rng.choice(cands)
             if nb == e.concept:
-                trials.append((e, s, "isolation", e.answer, table.get((s.entity, nb))))
+                trials.append((e, s, "isolation", e.answer, table.get((str(s.entity), nb))))
             else:
                 gold = table.get((e.entity, nb))
                 if gold is not None and normalize(gold) != normalize(e.answer):
                     trials.append((e, s, "cause", gold, None))
     if not trials:
         raise ValueError("no interchange trials could be built (need ≥ 2 entities per concept)")
-    from align_lens.activations.gather import gather_activations
-    from align_lens.adapter import tokenize
-
     src_h = gather_activations(model, [t[1].prompt for t in trials], hook, "last", batch_size)
     zs = encode_in_chunks(aligned, src_h, concepts_only=True)
     base_toks = tokenize(model, [t[0].prompt for t in trials])
-    max_new = _max_answer_len(model, list(table.values())) + 1
+    max_new = max_answer_len(model, list(table.values())) + 1
     gens = _interchange_generate(model, aligned, base_toks, zs, _slot_mask(aligned, None), max_new, batch_size, hook)
     res = {n: {"cause": [], "isolation": []} for n in names}
     leak = []
@@ -189,12 +181,10 @@ def residual_patching(
     """Patch clean resid_pre activations into the corrupted run, one (layer, position) at a time, and return
     metric(patched logits) as a [n_layers, pos] tensor — `transformer_lens.patching.get_act_patch_resid_pre`.
 
-    Runs through `align_lens.activations.act_patch_resid_pre`, the adapter's wrapper of TransformerLens' helper.
+    Runs through `align_lens.adapter.act_patch_resid_pre`, the adapter's wrapper of TransformerLens' helper.
     """
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape (same positions)")
-    from align_lens.adapter import act_patch_resid_pre
-
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
-    _, cache = model.run_with_cache(clean_tokens, names_filter=names)
+    _, cache = run_with_cache(model, clean_tokens, names)
     return act_patch_resid_pre(model, corrupted_tokens, cache, metric)

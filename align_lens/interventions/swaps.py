@@ -1,14 +1,9 @@
-"""Interventions with concept slots: swaps (A → B), slot interchange between prompts, residual patching.
+"""Swaps (A → B) through hook points, and their evaluation over many trials.
 
 All edits act on the residual at the SAE's own hook (`cfg.metadata.hook_name`, the site the SAE was trained on),
-at the last prompt token, on the prefill pass only. Three swap modes:
-
-  "paper"  z = encode(h); zero A's slot; set B's slot to α; h ← decode(z')          (published; no error term)
-  "delta"  h ← h + decode(z') − decode(z), with A's slot zeroed and B's set to α·scale_B   (error term kept; default)
-  "steer"  h ← h + α·‖h‖·d_B/‖d_B‖  with d_B B's decoder row (G-SAE-style steering; A is ignored)
-
-where scale_B = cfg.concept_scales[B], the typical on-value of B's slot. The edit functions are also exposed as
-"editor" objects (`SlotEditor`, `LatentEditor`, `DirectionEditor`) so baselines run through the same evaluation.
+at the last prompt token, on the prefill pass only. The edit itself is an `Editor` (interventions.editors), whose
+`unit` says what α means: for an AlignedSAE, mode "delta" (default; α × the target's slot scale, error term kept),
+"paper" (α is the slot value; h ← decode(z')) or "steer" (α × ‖h‖ along B's decoder row).
 """
 
 from __future__ import annotations
@@ -23,17 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from align_lens.evals.decoding import (
-    SCORERS,
-    answer_tokens,
-    decode_tokens,
-    greedy_decode,
-    normalize,
-    score_generation,
-)
-from align_lens.evals.fidelity import _examples, _max_answer_len
+from align_lens.adapter import answer_tokens, tokenize
+from align_lens.evals.decoding import SCORERS, decode_tokens, greedy_decode, max_answer_len, normalize, score_generation
 from align_lens.interventions.editors import as_editor
-from align_lens.ontology import Example, Ontology
+from align_lens.interventions.trials import SwapTrial, answer_lookup, build_trials
+from align_lens.ontology import Example, Ontology, index_of
 
 # =============================================================================================
 # hooks for model.hooks / run_with_hooks / generate
@@ -50,7 +39,11 @@ def swap_hooks(
     hook_name: str | None = None,
     prefill_only: bool = True,
 ) -> list[tuple[str, Callable]]:
-    """Forward hooks that swap concept `source` for `target` at `position`.
+    """Forward hooks that swap concept `source` for `target` at `position`, with strength `alpha`.
+
+    `alpha` is in the unit of the editor (`repr` of the editor shows it): with an AlignedSAE, `mode="delta"`
+    (default) means α × the target's typical slot value (`cfg.concept_scales`), `"paper"` the target slot's
+    absolute value, `"steer"` a fraction of ‖h‖; an `Editor` passed as `aligned` brings its own `unit`.
 
     Use with `with model.hooks(fwd_hooks=swap_hooks(...)):`, `model.run_with_hooks(..., fwd_hooks=...)` or around
     `model.generate(...)`. The edit is applied only on passes that see more than one token, i.e. the prefill
@@ -60,6 +53,8 @@ def swap_hooks(
     the whole sequence, so give an absolute position (≥ 0) there. `prefill_only=False` edits one-token passes too.
     `aligned` may also be an `Editor` (baselines).
     """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number (the edit strength), got {alpha!r}")
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
         raise ValueError("no hook name: the SAE has no cfg.metadata.hook_name; pass hook_name=")
@@ -86,29 +81,6 @@ def swap_hooks(
 # =============================================================================================
 
 
-def answer_lookup(source: Ontology | Sequence[Example] | Mapping) -> dict[tuple[str, str], str]:
-    """(entity, concept) → answer, from every example that has both (the ontology holds every relation of
-    every entity, over all its splits)."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    out: dict[tuple[str, str], str] = {}
-    for e in _examples(source):
-        if e.entity is not None and e.answer is not None:
-            out.setdefault((e.entity, e.concept), e.answer)
-    return out
-
-
-def _sample_per_concept(items: list[Example], names: list[str], max_items: int | None, seed: int) -> list[Example]:
-    if max_items is None:
-        return items
-    rng = random.Random(seed)
-    out = []
-    for n in names:
-        group = [e for e in items if e.concept == n]
-        out += rng.sample(group, min(max_items, len(group)))
-    return out
-
-
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson 95% interval of a rate k/n."""
     if n == 0:
@@ -123,9 +95,11 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 @dataclass
 class SwapResults:
     """Swap success by α for each scorer ("first_token", "exact", "lenient"), per-pair matrices
-    (rows = source A, cols = target B), kept-A and type-B rates, counts and a few example generations."""
+    (rows = source A, cols = target B), kept-A and type-B rates, counts, the trials and, per trial and α, what
+    the model generated (`outputs`), plus a few example generations for reports. α is in `unit`."""
 
     mode: str
+    unit: str
     names: list[str]
     alphas: list[float]
     success: dict[str, list[float]]  # scorer -> one rate per alpha
@@ -135,6 +109,8 @@ class SwapResults:
     type_target: list[float]  # output is some value of B's type
     clean_accuracy: float  # exact accuracy of the unedited model on the base prompts
     counts: dict[str, Any]
+    trials: list[SwapTrial] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # one row per (trial, alpha)
     examples: list[dict[str, Any]] = field(default_factory=list)
 
     def best(self, scorer: str = "exact") -> tuple[float, float]:
@@ -145,25 +121,40 @@ class SwapResults:
 
     def table(self) -> list[dict[str, float]]:
         """One row per α: the three success rates, kept-A and type-B."""
-        return [
-            {
-                "alpha": a,
-                **{s: self.success[s][i] for s in SCORERS},
-                "kept_source": self.kept_source[i],
-                "type_target": self.type_target[i],
-            }
-            for i, a in enumerate(self.alphas)
-        ]
+        return swap_table(asdict(self))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def swap_table(results: Mapping[str, Any]) -> list[dict[str, float]]:
+    """One row per α of a `SwapResults.to_dict()`: the three success rates, kept-A and type-B."""
+    return [
+        {
+            "alpha": a,
+            **{s: results["success"][s][i] for s in SCORERS},
+            "kept_source": results["kept_source"][i],
+            "type_target": results["type_target"][i],
+        }
+        for i, a in enumerate(results["alphas"])
+    ]
+
+
+def _as_trials(trials: Sequence[SwapTrial | Mapping], names: list[str]) -> list[SwapTrial]:
+    out = [t if isinstance(t, SwapTrial) else SwapTrial(**t) for t in trials]
+    if not out:
+        raise ValueError("trials= is empty; give at least one SwapTrial (see sample_swap_trials)")
+    for t in out:
+        for name in (t.source, t.target):
+            index_of(names, name)  # raises for a concept the editor does not have
+    return out
 
 
 @torch.no_grad()
 def evaluate_swaps(
     model,
     aligned,
-    examples: Ontology | Sequence[Example],
+    examples: Ontology | Sequence[Example] | None = None,
     alphas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
     mode: str = "delta",
     max_items: int | None = None,
@@ -173,80 +164,60 @@ def evaluate_swaps(
     n_show: int = 6,
     seed: int = 0,
     hook_name: str | None = None,
+    trials: Sequence[SwapTrial | Mapping] | None = None,
 ) -> SwapResults:
-    """Swap every ordered concept pair (A, B) on prompts of concept A and check for the same entity's B answer.
+    """Swap A → B on prompts of concept A and check for the same entity's B answer, at every α.
 
-    `examples` are the base prompts (an Ontology means all its examples; pass `ontology.select("heldout")` for
-    held-out templates). `lookup` gives (entity, concept) → answer (default: built from `examples`; pass the full
-    ontology when `examples` is a subset). `max_items` caps the base prompts per source concept (seeded sample).
-    Trials where A's and B's answers coincide, or B's answer is unknown, are skipped and counted.
-    `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines).
+    The trials are either given (`trials=`, e.g. from `sample_swap_trials` or a saved `SwapResults.trials`) or
+    drawn from `examples` by `sample_swap_trials(examples, names, lookup, max_items, seed)`: every ordered pair of
+    the editor's concepts on at most `max_items` base prompts per source concept (pass `ontology.select("heldout")`
+    for held-out templates and the full ontology as `lookup`). Same trials, `lookup` and `max_new_tokens` → same
+    per-trial outputs (`seed` then only picks the shown examples). `lookup` ((entity, concept) → answer) also
+    defines each concept's values for the "type_target" rate and, with the golds, the generation length.
+    `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`.
     """
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
         raise ValueError("no hook name: set the SAE's cfg.metadata.hook_name or pass hook_name=")
     names = list(ed.names)
-    table = answer_lookup(lookup if lookup is not None else examples)
+    if trials is not None:
+        trials = _as_trials(trials, names)
+        counts: dict[str, Any] = {
+            "n_items": len({t.prompt for t in trials}),
+            "skipped_same_answer": 0,
+            "skipped_missing": 0,
+        }
+    elif examples is not None:
+        trials, counts = build_trials(examples, names, lookup, max_items, seed)
+    else:
+        raise ValueError("give examples= (trials are drawn from them with seed=) or trials=")
+    table = answer_lookup(lookup if lookup is not None else examples if examples is not None else {})
     values: dict[str, set[str]] = {}
     for (_, c), a in table.items():
         values.setdefault(c, set()).add(normalize(a))
-    pool = [e for e in _examples(examples) if e.entity is not None and e.answer is not None and e.concept in names]
-    if not pool:
-        raise ValueError("no base examples with entity, answer and a known concept")
-    items = _sample_per_concept(pool, names, max_items, seed)
-    trials, skipped_same, skipped_missing = [], 0, 0
-    for i, e in enumerate(items):
-        a = names.index(e.concept)
-        for b, nb in enumerate(names):
-            if b == a:
-                continue
-            gold = table.get((e.entity, nb))
-            if gold is None:
-                skipped_missing += 1
-            elif normalize(gold) == normalize(e.answer):
-                skipped_same += 1
-            else:
-                trials.append((i, a, b, gold))
-    if not trials:
-        raise ValueError("no swap trials: every target answer was missing or equal to the source answer")
+    for t in trials:
+        values.setdefault(t.target, set()).add(normalize(t.gold))
     c = len(names)
-    max_new = max_new_tokens or _max_answer_len(model, list(table.values())) + 1
-    from align_lens.adapter import tokenize
+    src = torch.tensor([names.index(t.source) for t in trials])
+    tgt = torch.tensor([names.index(t.target) for t in trials])
+    max_new = max_new_tokens or max_answer_len(model, [t.gold for t in trials] + list(table.values())) + 1
+    prompts = list(dict.fromkeys(t.prompt for t in trials))
+    row_of = {p: i for i, p in enumerate(prompts)}
+    prompt_toks = tokenize(model, prompts)
+    trial_toks = [prompt_toks[row_of[t.prompt]] for t in trials]
+    gold_ids = {g: answer_tokens(model, g) for g in dict.fromkeys(t.gold for t in trials)}
+    clean = greedy_decode(model, prompt_toks, max_new, batch_size=batch_size)
+    clean_text = [decode_tokens(model, g) for g in clean]
+    answer_of = {t.prompt: t.source_answer for t in trials}
+    clean_acc = float(np.mean([text == normalize(answer_of[p]) for text, p in zip(clean_text, prompts)]))
 
-    item_toks = tokenize(model, [e.prompt for e in items])
-    trial_toks = [item_toks[i] for i, _, _, _ in trials]
-    src = torch.tensor([a for _, a, _, _ in trials])
-    tgt = torch.tensor([b for _, _, b, _ in trials])
-    gold_ids = {}
-    for _, _, _, g in trials:
-        if g not in gold_ids:
-            gold_ids[g] = answer_tokens(model, g)
-
-    clean = greedy_decode(model, item_toks, max_new, batch_size=batch_size)
-    clean_acc = float(np.mean([decode_tokens(model, g) == normalize(e.answer) for g, e in zip(clean, items)]))
-
-    rng = random.Random(seed)
-    show = sorted(rng.sample(range(len(trials)), min(n_show, len(trials))))
-    shown = [
-        {
-            "prompt": items[trials[k][0]].prompt,
-            "entity": items[trials[k][0]].entity,
-            "source": names[trials[k][1]],
-            "target": names[trials[k][2]],
-            "source_answer": items[trials[k][0]].answer,
-            "target_answer": trials[k][3],
-            "clean": decode_tokens(model, clean[trials[k][0]]),
-            "outputs": {},
-        }
-        for k in show
-    ]
-    success = {s: [] for s in SCORERS}
-    ci = {s: [] for s in SCORERS}
-    pair = {s: [] for s in SCORERS}
-    kept, typed = [], []
+    success: dict[str, list] = {s: [] for s in SCORERS}
+    ci: dict[str, list] = {s: [] for s in SCORERS}
+    pair: dict[str, list] = {s: [] for s in SCORERS}
+    kept, typed, outputs = [], [], []
+    texts: list[dict[float, str]] = [{} for _ in trials]
     pair_counts = torch.zeros(c, c, dtype=torch.long)
-    for _, a, b, _ in trials:
-        pair_counts[a, b] += 1
+    pair_counts.index_put_((src, tgt), torch.ones_like(src), accumulate=True)
     for alpha in alphas:
 
         def edit(h, rows, alpha=alpha):
@@ -257,14 +228,20 @@ def evaluate_swaps(
         hits = {s: torch.zeros(c, c) for s in SCORERS}
         n_kept = n_typed = 0
         totals = dict.fromkeys(SCORERS, 0)
-        for (i, a, b, gold), g in zip(trials, gens):
-            sc = score_generation(model, g, gold, gold_ids[gold])
+        for k, (t, g) in enumerate(zip(trials, gens)):
+            sc = score_generation(model, g, t.gold, gold_ids[t.gold])
+            a, b = int(src[k]), int(tgt[k])
             for s in SCORERS:
                 hits[s][a, b] += sc[s]
                 totals[s] += sc[s]
             text = decode_tokens(model, g)
-            n_kept += text == normalize(items[i].answer)
-            n_typed += text in values.get(names[b], set())
+            texts[k][float(alpha)] = text
+            n_kept += text == normalize(t.source_answer)
+            n_typed += text in values.get(t.target, set())
+            outputs.append(
+                {"trial": k, "prompt": t.prompt, "source": t.source, "target": t.target, "alpha": float(alpha)}
+                | {"generated": text, "gold": t.gold, **sc}
+            )
         n = len(trials)
         for s in SCORERS:
             success[s].append(totals[s] / n)
@@ -274,10 +251,23 @@ def evaluate_swaps(
             pair[s].append(m.tolist())
         kept.append(n_kept / n)
         typed.append(n_typed / n)
-        for row, k in zip(shown, show):
-            row["outputs"][float(alpha)] = decode_tokens(model, gens[k])
+    show = sorted(random.Random(seed).sample(range(len(trials)), min(n_show, len(trials))))
+    examples_shown = [
+        {
+            "prompt": trials[k].prompt,
+            "entity": trials[k].entity,
+            "source": trials[k].source,
+            "target": trials[k].target,
+            "source_answer": trials[k].source_answer,
+            "target_answer": trials[k].gold,
+            "clean": clean_text[row_of[trials[k].prompt]],
+            "outputs": texts[k],
+        }
+        for k in show
+    ]
     return SwapResults(
         mode=getattr(ed, "mode", type(ed).__name__),
+        unit=ed.unit,
         names=names,
         alphas=[float(a) for a in alphas],
         success=success,
@@ -286,12 +276,8 @@ def evaluate_swaps(
         kept_source=kept,
         type_target=typed,
         clean_accuracy=clean_acc,
-        counts={
-            "n_trials": len(trials),
-            "n_items": len(items),
-            "skipped_same_answer": skipped_same,
-            "skipped_missing": skipped_missing,
-            "pair_counts": pair_counts.tolist(),
-        },
-        examples=shown,
+        counts=counts | {"n_trials": len(trials), "pair_counts": pair_counts.tolist()},
+        trials=list(trials),
+        outputs=outputs,
+        examples=examples_shown,
     )

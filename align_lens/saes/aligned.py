@@ -15,24 +15,32 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from sae_lens import SAE, SAEConfig, TrainingSAE, register_sae_class, register_sae_training_class
+from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
 from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
 from sae_lens.saes.jumprelu_sae import JumpReLU, Step
 from sae_lens.saes.sae import TrainCoefficientConfig, TrainingSAEConfig, TrainStepInput
 from sae_lens.saes.topk_sae import TopK
 from torch import Tensor, nn
 
+from align_lens.files import replaced_folder
+
 ARCHITECTURE = "aligned"
+ONTOLOGY_FILENAME = "ontology.json"
+SAVED_FILES = (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, ONTOLOGY_FILENAME)
 BASE_ARCHITECTURES = ("standard", "topk", "jumprelu")
 
 
 def _check_concepts(base_architecture: str, concept_names: list[str], concept_slots: list[int], d_sae: int, k):
     if base_architecture not in BASE_ARCHITECTURES:
         raise ValueError(f"base_architecture {base_architecture!r} is not supported; use one of {BASE_ARCHITECTURES}")
+    if any(not isinstance(n, str) or not n or n != n.strip() for n in concept_names):
+        raise ValueError(f"concept names must be non-empty text without surrounding whitespace, got {concept_names}")
     if len(set(concept_names)) != len(concept_names):
         raise ValueError(f"concept names must be unique, got {concept_names}")
     n_free = d_sae - len(concept_names)
@@ -60,6 +68,13 @@ class _ConceptTable:
         if not self.concept_scales:
             self.concept_scales = [1.0] * len(self.concept_names)
         _check_concepts(self.base_architecture, self.concept_names, self.concept_slots, self.d_sae, self.k)
+        for key in ("concept_scales", "concept_counts"):
+            values = getattr(self, key)
+            if values and len(values) != len(self.concept_names):
+                raise ValueError(
+                    f"the concept table has {len(self.concept_names)} concept names but {len(values)} {key}; "
+                    "the config does not describe these concepts."
+                )
 
     @classmethod
     def architecture(cls) -> str:
@@ -82,6 +97,8 @@ class AlignedSAEConfig(_ConceptTable, SAEConfig):
     concept_names: list[str] = field(default_factory=list)
     concept_slots: list[int] = field(default_factory=list)
     concept_scales: list[float] = field(default_factory=list)  # typical on-value of each slot
+    concept_counts: list[int] = field(default_factory=list)  # training examples per concept
+    ontology_hash: str | None = None  # Ontology.fingerprint() of the ontology it was aligned with
     k: int | None = None  # topk base: active free latents
     align_config: dict[str, Any] = field(default_factory=dict)  # how Stage 2 was run
     metrics: dict[str, Any] = field(default_factory=dict)  # headline evaluation numbers
@@ -99,6 +116,8 @@ class AlignedTrainingSAEConfig(_ConceptTable, TrainingSAEConfig):
     concept_names: list[str] = field(default_factory=list)
     concept_slots: list[int] = field(default_factory=list)
     concept_scales: list[float] = field(default_factory=list)
+    concept_counts: list[int] = field(default_factory=list)
+    ontology_hash: str | None = None
     k: int | None = None
     align_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -110,7 +129,11 @@ class AlignedTrainingSAEConfig(_ConceptTable, TrainingSAEConfig):
         self._complete_concept_table()
 
 
-class _ConceptCoding:
+# The mixin reads SAELens SAE attributes (W_enc, hooks, ...); the type checker sees it as an SAE subclass.
+_MixinBase = SAE if TYPE_CHECKING else object
+
+
+class _ConceptCoding(_MixinBase):
     """Encode/decode shared by the inference and training classes."""
 
     cfg: AlignedSAEConfig | AlignedTrainingSAEConfig
@@ -127,6 +150,8 @@ class _ConceptCoding:
         if arch == "standard":
             return pre.relu()
         if arch == "topk":
+            if self.cfg.k is None:
+                raise ValueError("a topk-based aligned SAE needs cfg.k (the free latents' k)")
             return TopK(self.cfg.k)(pre)
         thr = self.threshold[: self.cfg.n_free]
         if torch.is_grad_enabled() and pre.ndim == 2 and (pre.requires_grad or thr.requires_grad):
@@ -139,7 +164,10 @@ class _ConceptCoding:
         sae_in = self.process_sae_in(x)
         hidden_pre = self.hook_sae_acts_pre(sae_in @ self.W_enc + self.b_enc)
         nf = self.cfg.n_free
-        acts = torch.cat([self._free_act(hidden_pre[..., :nf]), hidden_pre[..., nf:].relu()], dim=-1)
+        if self.cfg.base_architecture == "standard":  # free and slot activations are both ReLU: no split
+            acts = hidden_pre.relu()
+        else:
+            acts = torch.cat([self._free_act(hidden_pre[..., :nf]), hidden_pre[..., nf:].relu()], dim=-1)
         return self.hook_sae_acts_post(acts), hidden_pre
 
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
@@ -181,7 +209,10 @@ class _ConceptCoding:
         nf = self.cfg.n_free
         arch = self.cfg.base_architecture
         if arch == "standard":  # L1 weighted by decoder norm, as SAELens' StandardTrainingSAE
-            return (feature_acts[..., :nf] * self.W_dec[:nf].norm(dim=-1)).sum(-1).mean()
+            # full width with the slots' weights zeroed: slicing a [batch, d_sae] tensor would cost a
+            # full-size zero-filled gradient buffer in backward
+            free = torch.arange(self.cfg.d_sae, device=self.W_dec.device) < nf
+            return (feature_acts @ (self.W_dec.norm(dim=-1) * free)).mean()
         if arch == "jumprelu":  # L0 through the step function's straight-through estimator
             thr = self.threshold[:nf]
             return Step.apply(hidden_pre[..., :nf], thr, self.jumprelu_bandwidth, False).sum(-1).mean()
@@ -192,9 +223,36 @@ class AlignedSAE(_ConceptCoding, SAE[AlignedSAEConfig]):
     """A concept-aligned SAE (AlignSAE). Load with `SAE.load_from_disk` after `import align_lens`."""
 
     b_enc: nn.Parameter
+    history: Any  # the AlignHistory of the `align` run that made it (not saved with the weights)
 
     def initialize_weights(self) -> None:
         self._init_concept_weights()
+
+    def save_model(self, path: str | Path, ontology=None) -> tuple[Path, Path]:
+        """Write cfg.json + weights (+ `ontology.json` when `ontology` is given) into a fresh folder at `path`.
+
+        The folder is built beside `path` and swapped in, so no file of an earlier save survives; a folder
+        holding anything but saved-SAE files is refused. The concept table (names, slots, scales, example
+        counts, ontology hash) is always in cfg.json; the ontology itself is optional.
+        """
+        path = Path(path)
+        with replaced_folder(path, owned=SAVED_FILES) as tmp:
+            super().save_model(tmp)
+            if ontology is not None:
+                ontology.check_names(self.cfg.concept_names)
+                ontology.to_json(tmp / ONTOLOGY_FILENAME)
+        return path / SAE_WEIGHTS_FILENAME, path / SAE_CFG_FILENAME
+
+    def process_state_dict_for_loading(self, state_dict: dict[str, Any]) -> None:
+        """Refuse weights whose size disagrees with the config's concept table (before the raw size error)."""
+        shape = tuple(state_dict["W_enc"].shape) if "W_enc" in state_dict else None
+        want = (self.cfg.d_in, self.cfg.d_sae)
+        if shape != want:
+            raise ValueError(
+                f"the weights have W_enc of shape {shape} but the config needs {want} (d_sae = {self.cfg.n_free} "
+                f"free latents + {self.cfg.n_concepts} concept slots {self.cfg.concept_names}); cfg.json and "
+                "sae_weights.safetensors come from different SAEs."
+            )
 
     @torch.no_grad()
     def fold_W_dec_norm(self) -> None:
@@ -210,6 +268,7 @@ class AlignedSAE(_ConceptCoding, SAE[AlignedSAEConfig]):
 class AlignedTrainingSAE(_ConceptCoding, TrainingSAE[AlignedTrainingSAEConfig]):
     """Training twin: SAELens' trainer sees reconstruction + the base sparsity on free latents."""
 
+    cfg: AlignedTrainingSAEConfig
     b_enc: nn.Parameter
 
     def initialize_weights(self) -> None:

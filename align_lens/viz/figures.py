@@ -134,7 +134,7 @@ def layer_sweep_figure(
         "binding_heldout",
         "stage1_binding_heldout",
         "swap_exact_best",
-        "explained_variance",
+        "explained_variance_aligned",
     ),
     title: str = "AlignSAE by layer",
 ) -> go.Figure:

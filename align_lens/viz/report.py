@@ -38,8 +38,9 @@ def write_report(
     parts, inlined = [], False
     for heading, content in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")
-        if hasattr(content, "to_html"):
-            parts.append(content.to_html(full_html=False, include_plotlyjs="inline" if not inlined else False))
+        to_html = getattr(content, "to_html", None)  # a plotly figure
+        if to_html is not None:
+            parts.append(to_html(full_html=False, include_plotlyjs="inline" if not inlined else False))
             inlined = True
         elif isinstance(content, str):
             parts.append(content)
@@ -52,3 +53,27 @@ def write_report(
     path = Path(path)
     path.write_text(doc, encoding="utf-8")
     return path
+
+
+def evaluation_sections(result: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Report sections for one `analysis.evaluate` result: summary, binding heatmap, swap curves, pair matrix at
+    the best α, swap table and example generations (the swap parts only when swaps were run)."""
+    from align_lens.analysis.evaluate import headline
+    from align_lens.interventions.swaps import swap_table
+    from align_lens.viz import figures
+
+    names = result["concepts"]
+    sections: list[tuple[str, Any]] = [("Summary", [{"metric": k, "value": v} for k, v in headline(result).items()])]
+    held = result["binding"]["heldout"] or result["binding"]["train"]
+    split = "held-out" if result["binding"]["heldout"] else "training"
+    sections.append((f"Binding on {split} prompts", figures.binding_heatmap(held["confusion"], names)))
+    swap = result["swap"]
+    if swap is not None:
+        alpha = result["swap_best_alpha"]
+        sections += [
+            (f"Swap success by α ({swap['mode']} mode, α in {swap['unit']})", figures.swap_by_alpha(swap)),
+            ("Swap success per pair at the best α (exact answer)", figures.swap_pair_matrix(swap, names, alpha=alpha)),
+            ("Swap table", swap_table(swap)),
+            ("Swap examples", swap["examples"]),
+        ]
+    return sections

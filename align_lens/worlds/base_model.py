@@ -7,7 +7,6 @@ sequences of biographies and QA lines, with loss on every bio token and on the a
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -21,6 +20,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from align_lens.adapter import build_model, load_model, save_model
+from align_lens.training import checkpoint
+from align_lens.training.schedule import warmup_cosine
 from align_lens.worlds.bio import RELATIONS, BioWorld
 from align_lens.worlds.tokenizer import build_tokenizer
 
@@ -79,10 +80,7 @@ def batches(
 
 def lr_at(step: int, steps: int, lr: float, warmup: int, min_lr_frac: float) -> float:
     """Linear warmup, then cosine decay to `min_lr_frac * lr` at `steps`."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
-    return lr * (min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr * warmup_cosine(step, steps, warmup, min_lr_frac)
 
 
 def masked_loss(model, tokens: Int[Tensor, "b t"], target: Bool[Tensor, "b t"]) -> Tensor:
@@ -242,15 +240,11 @@ def _load_checkpoint(ckpt_dir: Path, model, opt, meta: dict, device: str) -> tup
     ckpts = sorted(ckpt_dir.glob("step_*.pt"))
     if not ckpts:
         return 0, 0, 0
-    state = torch.load(ckpts[-1], map_location=device, weights_only=False)
-    if json.loads(json.dumps(state["meta"])) != json.loads(json.dumps(meta)):
-        raise ValueError(
-            f"checkpoint {ckpts[-1]} was written by a run with other settings ({state['meta']}); "
-            "pass resume=False or use another out_dir."
-        )
+    state = checkpoint.load(ckpts[-1], device)
+    checkpoint.check_fingerprint(state["meta"], meta, ckpts[-1])
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
+    torch.set_rng_state(state["torch_rng"].cpu())
     return state["step"], state["epoch"], state["batch"] + 1
 
 
@@ -265,11 +259,8 @@ def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: i
         "epoch": epoch,
         "batch": batch,
     }
-    tmp = ckpt_dir / f"step_{step:06d}.pt.tmp"
-    torch.save(state, tmp)
-    tmp.rename(ckpt_dir / f"step_{step:06d}.pt")
-    for old in sorted(ckpt_dir.glob("step_*.pt"))[:-keep]:
-        old.unlink()
+    checkpoint.save(ckpt_dir / f"step_{step:06d}.pt", state)
+    checkpoint.keep_newest(ckpt_dir, "step_*.pt", keep)
 
 
 # ---- shipped model ------------------------------------------------------------------------

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from align_lens.ontology import Concept, Example, Ontology
+from align_lens.ontology import Concept, Example, Ontology, index_of
 
 RELATIONS = ("BIRTH_DATE", "BIRTH_CITY", "UNIVERSITY", "MAJOR", "EMPLOYER", "WORK_CITY")
 
@@ -232,7 +233,8 @@ class BioWorld:
     templates: list[Template] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.years = tuple(self.years)
+        first, last = self.years  # a list when read from JSON
+        self.years = (int(first), int(last))
         if not 1 <= self.n_majors <= len(MAJORS):
             raise ValueError(f"n_majors must be in 1..{len(MAJORS)}, got {self.n_majors}")
         if not 1 <= self.qa_per_relation <= len(TRAIN_FRAMES):
@@ -267,9 +269,10 @@ class BioWorld:
     def templates_of(self, relation: str, split: str | None = None) -> list[Template]:
         return [t for t in self.templates if t.relation == relation and (split is None or t.split == split)]
 
-    def question(self, person: Person, template: Template) -> str:
-        """The prompt `Q: <question> A:` (no answer)."""
-        return QA_FORMAT.format(q=template.text.replace("{n}", person.name))
+    def question(self, person: Person, template: Template | str) -> str:
+        """The prompt `Q: <question> A:` (no answer); a plain-string phrasing marks the name with `{name}`."""
+        text = template.text if isinstance(template, Template) else _phrasing(template).text
+        return QA_FORMAT.format(q=text.replace("{n}", person.name))
 
     def biography(self, person: Person, rng: random.Random) -> str:
         """One sentence per relation, a random paraphrase each, in random order."""
@@ -316,6 +319,30 @@ class BioWorld:
         ]
         return Ontology([Concept(r, DESCRIPTIONS[r]) for r in RELATIONS], examples)
 
+    def ontology_from_phrasings(
+        self, phrasings: Mapping[str, Sequence[str]], split: str = "heldout", n_people: int | None = None
+    ) -> Ontology:
+        """`ontology(n_people)` with the examples of `split` replaced by new question phrasings.
+
+        `phrasings` maps a relation to plain strings with `{name}` where the person's name goes, e.g.
+        `{"BIRTH_CITY": ["Where was {name} born ?"]}` (the shipped model's tokenizer splits on spaces, so keep
+        punctuation apart). Each phrasing is asked about every person, wrapped in `Q: ... A:`; its examples carry
+        template ids `RELATION/new<j>`. The other split keeps the world's own templates, so the result can be
+        aligned and evaluated as it is (`split="heldout"`: held-out binding and swaps on the new wording).
+        """
+        for rel in phrasings:
+            index_of(RELATIONS, rel)
+        base = self.ontology(n_people)
+        people = self.people[: n_people or self.n_people]
+        new = [
+            Example(self.question(p, text), rel, p.attrs[rel], p.id, split, f"{rel}/new{j}")
+            for rel, texts in phrasings.items()
+            for j, text in enumerate(texts)
+            for p in people
+        ]
+        kept = [e for e in base.examples if e.split != split]
+        return Ontology(base.concepts, kept + new)
+
     # ---- parameters ----------------------------------------------------------------------
     def params(self) -> dict:
         """The generating parameters; `BioWorld(**params)` rebuilds the same world."""
@@ -327,6 +354,13 @@ class BioWorld:
     @classmethod
     def load(cls, path: str | Path) -> BioWorld:
         return cls(**json.loads(Path(path).read_text()))
+
+
+def _phrasing(text: str) -> Template:
+    """A one-off question template from a plain string with `{name}` where the name goes."""
+    if "{name}" not in text:
+        raise ValueError(f"phrasing {text!r} has no {{name}} placeholder; write e.g. 'Where was {{name}} born ?'")
+    return Template("", -1, text.replace("{name}", "{n}"), "heldout")
 
 
 def _all_fixed_text() -> list[str]:

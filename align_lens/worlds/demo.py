@@ -16,19 +16,19 @@ from typing import Any
 
 import torch
 
-from align_lens import evals
-from align_lens.activations.gather import gather_activations, gather_token_activations
-from align_lens.interventions.swaps import evaluate_swaps
-from align_lens.ontology import Ontology
+from align_lens.activations.gather import gather_token_activations
+from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
+from align_lens.evals.binding import off_ontology_silence
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig, align
 from align_lens.viz import figures
-from align_lens.viz.report import write_report
+from align_lens.viz.report import evaluation_sections, write_report
 from align_lens.worlds.base_model import load_base_model, load_base_world
 
 # Chosen by measurement (docs/results.md, "Choice of hook"): at block 0's output the aligned slots bind
 # held-out templates and swap relations better than at block 1's or 2's output.
 DEFAULT_HOOK = "blocks.0.hook_resid_post"
+MARKER = ".align_lens_demo"  # in every demo output folder: the only folders DemoConfig.overwrite replaces
 
 
 @dataclass
@@ -39,17 +39,48 @@ class DemoConfig:
     model_path: str | None = None  # default: the model shipped with the package
     hook_name: str = DEFAULT_HOOK
     n_people: int | None = None  # default: everyone in the world
-    d_sae: int = 1024
-    k: int = 16
+    # Stage 1: chosen by benchmarks/stage1_sweep.py (docs/results.md, "Issue 12")
+    d_sae: int = 512
+    k: int = 64
     stage1_steps: int = 1500
     stage1_batch_size: int = 1024
-    align: AlignConfig = field(default_factory=lambda: AlignConfig(epochs=4, batch_size=256))
+    stage1_lr: float = 3e-3
+    stage1_aux_coefficient: float = 1.0  # SAELens' aux-k loss weight
+    stage1_dead_window: int = 50  # steps without firing before aux-k revives a latent (SAELens' default 1,000)
+    stage1_init_b_dec: str = "mean"
+    stage1_last_tokens: int = 1  # copies of the training questions' last-token activations in the Stage-1 corpus
+    # Stage 2's unlabelled rows: "tokens" (every token of the Stage-1 corpus: biographies and questions) keeps the
+    # explained variance on question tokens; "bios" (biography tokens only) lets it drift (docs/results.md, issue 12)
+    stage2_unlabelled: str = "tokens"
+    # reconstruction weight 10: chosen on validation people (benchmarks/swap_protocol.py --tune, docs/results.md)
+    align: AlignConfig = field(
+        default_factory=lambda: AlignConfig(epochs=4, batch_size=256, reconstruction_weight=10.0)
+    )
     alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
     swap_items: int | None = 40  # base prompts per source concept (held-out templates)
     task_items: int | None = 300  # examples for task accuracy with the SAE spliced in
     seed: int = 0
-    overwrite: bool = False
+    overwrite: bool = False  # replace out_dir, only if an earlier demo run wrote it (it carries MARKER)
+    device: str = "cpu"  # model, Stage 1, Stage 2 and evaluation run here
     progress: bool = True
+
+    def stage1_options(self) -> dict[str, Any]:
+        """`pretrain_sae` keyword arguments of this demo's Stage 1 (besides activations, hook and seed)."""
+        return {
+            "d_sae": self.d_sae,
+            "architecture": "topk",
+            "k": self.k,
+            "steps": self.stage1_steps,
+            "batch_size": self.stage1_batch_size,
+            "lr": self.stage1_lr,
+            "aux_loss_coefficient": self.stage1_aux_coefficient,
+            "dead_feature_window": self.stage1_dead_window,
+            "init_b_dec": self.stage1_init_b_dec,
+        }
+
+    def eval_config(self) -> EvalConfig:
+        """The evaluation settings of this demo run."""
+        return EvalConfig(alphas=self.alphas, swap_items=self.swap_items, task_items=self.task_items, seed=self.seed)
 
 
 def corpus_texts(world, n_people: int | None, seed: int) -> tuple[list[str], list[str]]:
@@ -64,15 +95,32 @@ def corpus_texts(world, n_people: int | None, seed: int) -> tuple[list[str], lis
     return bios, [rng.choice(prompts) for prompts in by_key.values()]
 
 
+def _written_by_demo(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
 def _prepare(out: Path, overwrite: bool) -> Path:
-    """A fresh staging folder beside `out`; `out` itself is only replaced when the run succeeds."""
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists and is not empty; pass overwrite=True (--overwrite) or another folder."
-        )
+    """A fresh staging folder beside `out`, marked as a demo output; `out` itself is only replaced when the run
+    succeeds, and `overwrite` only ever replaces a folder an earlier demo run wrote."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file; pass a folder path as out_dir (--out).")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already exists and is not empty; pass overwrite=True (--overwrite) or another folder."
+            )
+        if not _written_by_demo(out):
+            raise FileExistsError(
+                f"{out} was not written by the demo (no {MARKER} file), so overwrite will not delete it; "
+                "choose another folder or remove it yourself."
+            )
     stage = out.with_name(out.name + ".partial")
-    shutil.rmtree(stage, ignore_errors=True)
+    if stage.exists():
+        if not _written_by_demo(stage):
+            raise FileExistsError(f"{stage} exists and was not written by the demo; move it away or remove it.")
+        shutil.rmtree(stage)
     stage.mkdir(parents=True)
+    (stage / MARKER).write_text("written by align_lens.worlds.demo.run_demo; --overwrite may replace this folder\n")
     return stage
 
 
@@ -82,98 +130,16 @@ def _commit(stage: Path, out: Path) -> None:
     stage.rename(out)
 
 
-def split_activations(model, ontology: Ontology, hook: str, batch_size: int = 128) -> dict[str, torch.Tensor]:
-    """Last-token activations of the train and heldout prompts."""
-    return {
-        s: gather_activations(model, ontology.prompts(s), hook, batch_size=batch_size) for s in ("train", "heldout")
-    }
-
-
-def evaluate_run(
-    model,
-    stage1,
-    aligned,
-    ontology: Ontology,
-    token_acts: torch.Tensor,
-    cfg: DemoConfig,
-    split_acts: dict[str, torch.Tensor] | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Binding (train / held-out templates), fidelity, task accuracy with the SAE spliced in, swaps."""
-    names, hook = ontology.names, aligned.cfg.metadata.hook_name
-    split_acts = split_acts or split_activations(model, ontology, hook, cfg.align.gather_batch_size)
-    out: dict[str, Any] = {}
-    with torch.no_grad():
-        for split in ("train", "heldout"):
-            acts = split_acts[split]
-            ex = ontology.select(split)
-            out[f"binding_{split}"] = evals.binding_metrics(
-                aligned.concept_acts(acts), ontology.labels(split), names, [e.template or "" for e in ex]
-            )
-        out["fidelity"] = {"aligned": evals.fidelity(aligned, token_acts), "stage1": evals.fidelity(stage1, token_acts)}
-    sample = ontology.select("heldout")[:: max(1, len(ontology.select("heldout")) // (cfg.task_items or 10**9))]
-    out["task_accuracy"] = {
-        "clean": evals.task_accuracy(model, sample),
-        "aligned_no_error_term": evals.task_accuracy(
-            model, sample, sae=aligned, use_error_term=False, positions="last"
-        ),
-        "stage1_no_error_term": evals.task_accuracy(model, sample, sae=stage1, use_error_term=False, positions="last"),
-    }
-    swaps = evaluate_swaps(
-        model,
-        aligned,
-        ontology.select("heldout"),
-        alphas=cfg.alphas,
-        mode="delta",
-        max_items=cfg.swap_items,
-        lookup=ontology,
-        seed=cfg.seed,
-    )
-    out["swap"] = swaps.to_dict()
-    return out, swaps
-
-
-def summary(results: dict[str, Any], swaps) -> dict[str, float]:
-    """The headline numbers."""
-    best_alpha, best_exact = swaps.best("exact")
-    return {
-        "binding_train": results["binding_train"]["accuracy"],
-        "binding_heldout": results["binding_heldout"]["accuracy"],
-        "binding_heldout_hungarian": results["binding_heldout"]["hungarian_accuracy"],
-        "explained_variance_aligned": results["fidelity"]["aligned"]["explained_variance"],
-        "explained_variance_stage1": results["fidelity"]["stage1"]["explained_variance"],
-        "task_acc_clean": results["task_accuracy"]["clean"]["exact"],
-        "task_acc_aligned_spliced": results["task_accuracy"]["aligned_no_error_term"]["exact"],
-        "swap_exact_best": best_exact,
-        "swap_best_alpha": best_alpha,
-        "swap_first_token_best": swaps.best("first_token")[1],
-        "swap_lenient_best": swaps.best("lenient")[1],
-    }
-
-
-def evaluation_sections(headline: dict[str, float], results: dict[str, Any], swaps, names: list[str]) -> list:
-    """Report sections for one evaluated SAE: summary, binding heatmap, swap curves, pair matrix, table, examples."""
-    return [
-        ("Summary", [{"metric": k, "value": v} for k, v in headline.items()]),
-        ("Binding on held-out templates", figures.binding_heatmap(results["binding_heldout"]["confusion"], names)),
-        ("Swap success by α (held-out templates, delta mode)", figures.swap_by_alpha(swaps)),
-        (
-            "Swap success per pair at the best α (exact answer)",
-            figures.swap_pair_matrix(swaps, names, alpha=headline["swap_best_alpha"]),
-        ),
-        ("Swap table", swaps.table()),
-        ("Swap examples", swaps.examples),
-    ]
-
-
 def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
-    """Run the whole pipeline and write `cfg.out_dir`/{aligned_sae/, stage1_sae/, results.json, report.html}."""
+    """Run the whole pipeline and write `cfg.out_dir`/{aligned_sae/, stage1_sae/, ontology.json, results.json,
+    report.html}."""
     cfg = cfg or DemoConfig()
     out = Path(cfg.out_dir)
     stage = _prepare(out, cfg.overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    model = load_base_model(cfg.model_path)
+    model = load_base_model(cfg.model_path, device=cfg.device)
     world = load_base_world(cfg.model_path)
     ontology = world.ontology(cfg.n_people)
     bios, questions = corpus_texts(world, cfg.n_people, cfg.seed)
@@ -184,47 +150,50 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     timings["activations_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
+    corpus = torch.cat([token_acts, *[split_acts["train"]] * cfg.stage1_last_tokens])
+    options = cfg.stage1_options()
+    options["batch_size"] = min(cfg.stage1_batch_size, len(corpus))
     stage1 = pretrain_sae(
-        token_acts,
-        d_sae=cfg.d_sae,
-        architecture="topk",
-        k=cfg.k,
-        steps=cfg.stage1_steps,
-        batch_size=min(cfg.stage1_batch_size, len(token_acts)),
+        corpus,
+        **options,
         hook_name=cfg.hook_name,
         model_name="align_lens/bio-tiny",
         seed=cfg.seed,
+        device=cfg.device,
     )
     timings["stage1_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    align_cfg = AlignConfig(
-        **{**asdict(cfg.align), "hook_name": cfg.hook_name, "seed": cfg.seed, "progress": cfg.progress}
+    overrides = {"hook_name": cfg.hook_name, "seed": cfg.seed, "progress": cfg.progress, "device": cfg.device}
+    align_cfg = AlignConfig(**asdict(cfg.align) | overrides)
+    unlabelled = {"tokens": token_acts, "bios": bio_acts}[cfg.stage2_unlabelled]
+    aligned = align(
+        stage1, ontology, model=model, activations=split_acts["train"], unlabelled=unlabelled, config=align_cfg
     )
-    aligned = align(stage1, ontology, activations=split_acts["train"], unlabelled=bio_acts, config=align_cfg)
     timings["stage2_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    results, swaps = evaluate_run(model, stage1, aligned, ontology, token_acts, cfg, split_acts)
-    results["silence_on_biographies"] = evals.off_ontology_silence(aligned, bio_acts)
+    results = evaluate(model, aligned, ontology, cfg.eval_config(), stage1=stage1, tokens=token_acts, acts=split_acts)
+    silence = off_ontology_silence(aligned, bio_acts)
     timings["evaluation_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    headline = summary(results, swaps)
-    aligned.cfg.metrics = aligned.cfg.metrics | headline
+    summary = headline(results)
+    aligned.cfg.metrics = aligned.cfg.metrics | summary
 
     aligned.save_model(stage / "aligned_sae")
-    ontology.to_json(stage / "aligned_sae" / "ontology.json")
+    ontology.to_json(stage / "ontology.json")  # beside, not inside, the SAE folder that gets published
     stage1.save_model(stage / "stage1_sae")
     config_dict = asdict(cfg) | {"align": align_cfg.__dict__}
     record = {
-        "summary": headline,
+        "summary": summary,
         "timings": timings,
         "config": config_dict,
         "results": results,
+        "silence_on_biographies": silence,
         "history": aligned.history.steps,
     }
     (stage / "results.json").write_text(json.dumps(record, indent=1, default=str))
-    sections = evaluation_sections(headline, results, swaps, ontology.names)
+    sections = evaluation_sections(results)
     sections[1:1] = [
         ("Timings (s)", [{"step": k, "seconds": v} for k, v in timings.items()]),
         ("Stage-2 losses", figures.loss_curves(aligned.history)),

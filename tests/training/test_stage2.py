@@ -141,20 +141,51 @@ def test_bad_inputs_have_clear_errors():
         align(_random_sae(), empty, activations=x)
 
 
-def test_pretrain_resumes_from_checkpoint(tmp_path):
+def test_pretrain_resumes_from_checkpoint(tmp_path, monkeypatch):
+    from sae_lens.training.sae_trainer import SAETrainer
+
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(2048, 8, generator=g) < 0.2).float() @ torch.randn(8, 16, generator=g)  # sparse codes
-    full = pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3)
-    again = pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3)
-    assert all(torch.equal(full.state_dict()[k], again.state_dict()[k]) for k in full.state_dict())
+    kw = dict(d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3)
+    full = pretrain_sae(x, **kw)
     ck = tmp_path / "ck"
-    pretrain_sae(x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3, checkpoint_dir=ck, n_checkpoints=1)
-    assert list(ck.glob("*/trainer_state.pt"))
-    resumed = pretrain_sae(
-        x, d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3, checkpoint_dir=ck, n_checkpoints=1
-    )
+    real_save = SAETrainer.save_checkpoint
+
+    def save_then_crash(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        raise KeyboardInterrupt  # interrupted right after the mid-run checkpoint
+
+    monkeypatch.setattr(SAETrainer, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_sae(x, **kw, checkpoint_dir=ck, n_checkpoints=1)
+    monkeypatch.setattr(SAETrainer, "save_checkpoint", real_save)
+    real_step, steps = SAETrainer.step, []
+    monkeypatch.setattr(SAETrainer, "step", lambda self, batch: steps.append(1) or real_step(self, batch))
+    resumed = pretrain_sae(x, **kw, checkpoint_dir=ck, n_checkpoints=1)
+    assert 0 < len(steps) < 150  # only the steps after the checkpoint ran
+    for name, value in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value), name  # bit for bit the uninterrupted run
     ev = lambda s: 1 - (s(x) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum()  # noqa: E731
-    assert ev(resumed) > 0.8 * ev(full) and ev(full) > 0.5 and type(resumed).__name__ == "TopKSAE"
+    assert ev(full) > 0.5 and type(resumed).__name__ == "TopKSAE"
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        (dict(k=5), r"k \(checkpoint: 4, now: 5\)"),
+        (dict(d_sae=48), r"d_sae \(checkpoint: 32, now: 48\)"),
+        (dict(architecture="standard"), r"architecture \(checkpoint: 'topk', now: 'standard'\)"),
+        (dict(lr=2e-2), r"settings.lr"),
+    ],
+)
+def test_pretrain_refuses_a_checkpoint_of_another_run(tmp_path, change, named):
+    x = torch.randn(256, 16)
+    kw = dict(d_sae=32, k=4, steps=4, batch_size=64, lr=1e-2, seed=0, checkpoint_dir=tmp_path, n_checkpoints=1)
+    pretrain_sae(x, **kw)
+    with pytest.raises(ValueError, match=named):
+        pretrain_sae(x, **{**kw, **change})
+    with pytest.raises(ValueError, match="activations"):
+        pretrain_sae(x + 1, **kw)
 
 
 def test_interrupted_align_resumes_from_its_checkpoint(tmp_path, monkeypatch):
@@ -185,5 +216,5 @@ def test_interrupted_align_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert len(batches) == 4 * per_epoch  # only the 4 epochs that were not saved yet were run
     assert resumed.history.series("total") == straight.history.series("total")
     assert all(torch.equal(resumed.state_dict()[k], v) for k, v in straight.state_dict().items())
-    with pytest.raises(ValueError, match="other AlignConfig settings"):
+    with pytest.raises(ValueError, match=r"differs in settings.lr \(checkpoint: 0.0\d+, now: 0.0005\)"):
         align(sae, onto, activations=x, config=AlignConfig(**{**cfg, "lr": 5e-4}))

@@ -7,6 +7,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
 from align_lens.analysis import baselines
+from align_lens.analysis.evaluate import HEADLINE
 from align_lens.interventions.editors import DirectionEditor, LatentEditor
 
 
@@ -93,5 +94,10 @@ def test_compare_baselines_on_trained_model(trained):
     assert al["binding_heldout"] > 0.9 and al["swap_exact_best"] > 0.5
     assert rows["linear probe"]["binding_heldout"] >= 0.9
     assert al["binding_train"] >= rows["stage-1 SAE best latents"]["binding_train"]
-    assert 0 <= rows["stage-1 SAE best latents"]["swap_exact_best"] <= 1
-    assert "explained_variance" in rows["stage-1 SAE best latents"] and "aligned_delta" in r["swaps"]
+    best, n = rows["stage-1 SAE best latents"]["swap_exact_best"], rows["stage-1 SAE best latents"]["swap_trials"]
+    assert n > 0 and best * n == pytest.approx(round(best * n)) and 0 <= round(best * n) <= n  # a rate over n trials
+    assert set(HEADLINE) <= set(al) and al["explained_variance_stage1"] > 0 and "aligned_delta" in r["swaps"]
+    for method in ("aligned slots (paper)", "stage-1 SAE best latents", "DiffMean"):  # one vocabulary, same trials
+        assert {"swap_exact_best", "swap_best_alpha", "swap_trials"} <= set(rows[method])
+        assert rows[method]["swap_trials"] == al["swap_trials"]
+    assert r["swaps"]["diffmean"]["unit"] == "class_mean_diff" and r["swaps"]["aligned_paper"]["unit"] == "absolute"

@@ -132,3 +132,19 @@ def test_bad_parameters_raise():
         make_world(n_people=100, name_pool=5)
     with pytest.raises(ValueError, match="qa_per_relation"):
         make_world(n_people=10, qa_per_relation=0)
+
+
+def test_ontology_from_new_phrasings(world):
+    phrasings = {"BIRTH_CITY": ["Where was {name} born ?", "{name} was born in which city ?"]}
+    onto = world.ontology_from_phrasings(phrasings, split="heldout", n_people=5)
+    held = onto.select("heldout")
+    p = world.people[0]
+    assert len(held) == 2 * 5 and {e.concept for e in held} == {"BIRTH_CITY"}
+    assert held[0].prompt == f"Q: Where was {p.name} born ? A:" and held[0].answer == p.attrs["BIRTH_CITY"]
+    assert held[0].template == "BIRTH_CITY/new0" and held[5].template == "BIRTH_CITY/new1"
+    assert onto.select("train") == world.ontology(5).select("train") and onto.names == list(RELATIONS)
+    assert world.question(p, "Where was {name} born ?") == held[0].prompt
+    with pytest.raises(KeyError, match="SPOUSE"):
+        world.ontology_from_phrasings({"SPOUSE": ["Who married {name} ?"]})
+    with pytest.raises(ValueError, match="placeholder"):
+        world.ontology_from_phrasings({"MAJOR": ["What did they study ?"]})

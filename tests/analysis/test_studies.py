@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 import pytest
 
-from align_lens import AlignConfig
+from align_lens import AlignConfig, EvalConfig
 from align_lens.analysis import studies
 from align_lens.evals.binding import binding_metrics
 from align_lens.interventions.swaps import evaluate_swaps
@@ -13,16 +15,22 @@ from align_lens.viz import figures
 
 TINY_STAGE1 = {"steps": 100, "batch_size": 256, "k": 8}
 TINY_ALIGN = AlignConfig(epochs=3, progress=False)
-TINY_SWAP = {"alphas": (1.0, 2.0), "max_items": 2}
+TINY_EVAL = EvalConfig(alphas=(1.0, 2.0), swap_items=2, task_accuracy=False)
 
 
 def test_layer_sweep_small(trained):
     model, ont = trained["model"], trained["ontology"]
     hooks = ["blocks.0.hook_resid_pre", trained["hook"]]
-    out = studies.layer_sweep(model, ont, hooks, TINY_STAGE1, TINY_ALIGN, TINY_SWAP, keep_saes=True)
+    out = studies.layer_sweep(model, ont, hooks, TINY_STAGE1, TINY_ALIGN, TINY_EVAL, keep_saes=True)
     rows = out["table"]
     assert [r["hook"] for r in rows] == hooks and set(out["saes"]) == set(hooks)
-    for key in ("binding_train", "binding_heldout", "stage1_binding_heldout", "explained_variance", "swap_exact_best"):
+    for key in (
+        "binding_train",
+        "binding_heldout",
+        "stage1_binding_heldout",
+        "explained_variance_aligned",
+        "swap_best_alpha",
+    ):
         assert all(key in r for r in rows)
     assert rows[1]["binding_heldout"] > 0.9  # the relation is readable mid-network
     fig = figures.layer_sweep_figure(out)
@@ -36,11 +44,14 @@ def test_ablations_small(trained):
         trained["hook"],
         TINY_STAGE1,
         TINY_ALIGN,
-        swap_kwargs=False,
+        EvalConfig(swaps=False, task_accuracy=False),
         variants=["full", "no decorrelation", "no stage 1 (random SAE)"],
     )
     assert [r["variant"] for r in rows] == ["full", "no decorrelation", "no stage 1 (random SAE)"]
-    assert all(0 <= r["binding_train"] <= 1 and "explained_variance" in r for r in rows)
+    chance = 1 / trained["ontology"].n_concepts
+    assert all(chance < r["binding_train"] <= 1 and math.isfinite(r["explained_variance_aligned"]) for r in rows)
+    assert rows[0]["explained_variance_aligned"] > rows[2]["explained_variance_aligned"]  # Stage 1 helps reconstruct
+    assert all(math.isnan(r["swap_exact_best"]) for r in rows)  # swaps switched off: not measured
     with pytest.raises(ValueError):
         studies.ablations(trained["model"], trained["ontology"], trained["hook"], variants=["nope"])
 

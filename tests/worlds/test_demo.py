@@ -5,7 +5,7 @@ import pytest
 from sae_lens import SAE
 
 from align_lens import AlignConfig, AlignedSAE
-from align_lens.cli import build_parser, main
+from align_lens.cli import main
 from align_lens.worlds.demo import DemoConfig, run_demo
 
 REDUCED = dict(
@@ -37,19 +37,21 @@ class _Checker(HTMLParser):
         self.stack.pop()
 
 
+@pytest.mark.slow  # ~18 s on a busy 2-core machine: the default suite stays under 3 minutes
 def test_reduced_demo_writes_every_output(tmp_path):
     out = tmp_path / "demo"
     record = run_demo(DemoConfig(out_dir=str(out), **REDUCED))
     for f in [
         "aligned_sae/cfg.json",
         "aligned_sae/sae_weights.safetensors",
-        "aligned_sae/ontology.json",
+        "ontology.json",
         "stage1_sae/cfg.json",
         "results.json",
         "report.html",
     ]:
         assert (out / f).is_file(), f
     assert not (tmp_path / "demo.partial").exists()
+    assert sorted(p.name for p in (out / "aligned_sae").iterdir()) == ["cfg.json", "sae_weights.safetensors"]
     sae = SAE.load_from_disk(out / "aligned_sae")
     assert isinstance(sae, AlignedSAE) and len(sae.cfg.concept_names) == 6
     saved = json.loads((out / "results.json").read_text())
@@ -84,52 +86,6 @@ def test_reduced_demo_writes_every_output(tmp_path):
     again = json.loads((ev / "eval.json").read_text())["summary"]
     assert again["binding_heldout"] == pytest.approx(record["summary"]["binding_heldout"], abs=1e-6)
     assert "Plotly.newPlot" in (ev / "eval.html").read_text()
-
-
-def test_cli_pretrain_then_align(tmp_path, capsys):
-    s1, out = tmp_path / "s1", tmp_path / "aligned"
-    assert (
-        main(
-            [
-                "pretrain",
-                "--out",
-                str(s1),
-                "--n-people",
-                "30",
-                "--d-sae",
-                "128",
-                "--k",
-                "8",
-                "--steps",
-                "40",
-                "--checkpoints",
-                "1",
-            ]
-        )
-        == 0
-    )
-    assert list((s1 / "checkpoints").glob("*/trainer_state.pt"))
-    assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
-    aligned = SAE.load_from_disk(out)
-    assert isinstance(aligned, AlignedSAE) and aligned.cfg.metadata.hook_name == "blocks.0.hook_resid_post"
-    assert (out / "ontology.json").is_file() and "binding accuracy" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("command", ["demo", "train-base", "pretrain", "align", "eval", "publish"])
-def test_every_subcommand_has_help(command, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main([command, "--help"])
-    assert exit_.value.code == 0
-    assert "usage" in capsys.readouterr().out.lower()
-
-
-def test_cli_reports_clear_errors(tmp_path, capsys):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "keep").write_text("precious")
-    assert main(["align", "--sae", str(tmp_path), "--out", str(tmp_path / "x")]) == 1
-    assert "--overwrite" in capsys.readouterr().err
-    assert (tmp_path / "x" / "keep").read_text() == "precious"
-    assert build_parser().parse_args(["demo"]).hook == "blocks.0.hook_resid_post"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Swap, interchange and patching interventions, on the algebra and on a trained base model.
+"""Swap hooks, batched swap evaluation and reproducible swap trials, on a trained base model.
 
 The `trained` fixture lives in conftest.py.
 """
@@ -10,31 +10,6 @@ import torch
 
 from align_lens import interventions as iv
 from align_lens.activations.gather import gather_activations
-
-
-# ---- algebra (no model) -------------------------------------------------------------------
-def test_delta_edit_algebra(trained):
-    al = trained["aligned"]
-    h = trained["heldout_acts"][:8]
-    names = al.cfg.concept_names
-    a, b = names[0], names[3]
-    z = al.encode(h).detach()
-    ia, ib = al.concept_index(a), al.concept_index(b)
-    alpha = 1.7
-    got = iv.edit_residual(al, h, a, b, alpha, "delta")
-    scale = al.cfg.concept_scales[3]
-    want = h + (alpha * scale - z[:, ib, None]) * al.W_dec[ib] - z[:, ia, None] * al.W_dec[ia]
-    torch.testing.assert_close(got, want.detach(), atol=1e-4, rtol=1e-4)
-    steer = iv.edit_residual(al, h, a, b, 0.5, "steer")
-    d = al.W_dec[ib] / al.W_dec[ib].norm()
-    torch.testing.assert_close(steer, (h + 0.5 * h.norm(dim=-1, keepdim=True) * d).detach(), atol=1e-4, rtol=1e-4)
-
-
-def test_unknown_mode_and_concept(trained):
-    with pytest.raises(ValueError):
-        iv.swap_hooks(trained["aligned"], "BIRTH_DATE", "MAJOR", 1.0, mode="nope")
-    with pytest.raises(KeyError):
-        iv.swap_hooks(trained["aligned"], "BIRTH_DATE", "NOPE", 1.0)
 
 
 def _quiet_pair(trained, example):
@@ -106,7 +81,7 @@ def test_hooks_agree_with_batched_decoder(trained):
     items = [e for e in trained["heldout_sample"] if e.concept == "MAJOR"][:3]
     from align_lens.evals.decoding import greedy_decode
 
-    ed = iv.SlotEditor(al, "delta")
+    ed = iv.slot_editor(al, "delta")
     src = torch.full((len(items),), ed.index("MAJOR"))
     tgt = torch.full((len(items),), ed.index("UNIVERSITY"))
     gens = greedy_decode(model, [e.prompt for e in items], 1, trained["hook"], lambda h, r: ed(h, src[r], tgt[r], 1.5))
@@ -138,54 +113,39 @@ def test_evaluate_swaps_on_trained_model(trained):
     assert d["mode"] == "delta" and len(res.table()) == 2
 
 
-def test_patch_slots_moves_the_relation(trained):
-    model, al = trained["model"], trained["aligned"]
-    lookup = iv.answer_lookup(trained["ontology"])
-    held = trained["ontology"].select("heldout")
-    bases = [e for e in held if e.concept == "UNIVERSITY"][:8]
-    sources = [e for e in held if e.concept == "MAJOR" and e.entity not in {b.entity for b in bases}][:8]
-    out = iv.patch_slots(model, al, [e.prompt for e in bases], [e.prompt for e in sources])
-    assert out["base"] == [e.answer for e in bases]
-    want = [lookup[(e.entity, "MAJOR")] for e in bases]
-    majors = {a for (_, c), a in lookup.items() if c == "MAJOR"}
-    assert sum(p != b for p, b in zip(out["patched"], out["base"])) >= 6  # the answer moves away from UNIVERSITY
-    assert sum(p in majors for p in out["patched"]) >= 6  # to a major (the source's relation)
-    assert sum(p == w for p, w in zip(out["patched"], want)) >= 4  # mostly the base person's own major
-    assert len(out["source_slots"]) == 8 and len(out["source_slots"][0]) == 6
-    single = iv.patch_slots(model, al, [bases[0].prompt], [bases[0].prompt], concept="UNIVERSITY")
-    assert single["patched"] == single["base"]  # copying a slot onto itself changes nothing
+def test_wilson_interval():
+    from align_lens.interventions.swaps import wilson
+
+    lo, hi = wilson(50, 100)
+    assert lo < 0.5 < hi and hi - lo == pytest.approx(0.192, abs=0.01)
 
 
-def test_ravel_scores(trained):
-    r = iv.ravel_scores(
-        trained["model"],
-        trained["aligned"],
-        trained["ontology"].select("heldout"),
-        lookup=trained["ontology"],
-        max_items=3,
-    )
-    assert r["cause"] > 0.3 and r["isolation"] > 0.8 and r["entity_leak"] < 0.2
-    assert r["n_isolation"] == 3 * 6 and 0 < r["n_cause"] <= 3 * 6 * 5
+def test_sample_swap_trials_is_reproducible(trained):
+    ont, names = trained["ontology"], trained["aligned"].cfg.concept_names
+    held = ont.select("heldout")
+    trials = iv.sample_swap_trials(held, names, lookup=ont, max_items=2, seed=3)
+    assert trials == iv.sample_swap_trials(held, names, lookup=ont, max_items=2, seed=3)
+    assert trials != iv.sample_swap_trials(held, names, lookup=ont, max_items=2, seed=4)
+    assert {t.source for t in trials} == set(names) and all(t.source != t.target for t in trials)
+    lookup = iv.answer_lookup(ont)
+    assert all(lookup[(t.entity, t.target)] == t.gold != t.source_answer for t in trials)
 
 
-def test_residual_patching_recovers_clean_at_the_changed_token(trained):
-    model = trained["model"]
-    ex = trained["heldout_sample"][2]
-    clean = model.to_tokens(ex.prompt)
-    other = next(e for e in trained["heldout_sample"] if e.entity != ex.entity and e.template == ex.template)
-    other_toks = model.to_tokens(other.prompt)
-    p = int((clean[0, : other_toks.shape[1]] != other_toks[0, : clean.shape[1]]).nonzero()[0, 0])
-    corrupt = clean.clone()
-    corrupt[0, p] = other_toks[0, p]  # one changed name token
-    target = int(model(clean)[0, -1].argmax())
-
-    def metric(logits):
-        return logits[0, -1].log_softmax(-1)[target]
-
-    out = iv.residual_patching(model, clean, corrupt, metric)
-    assert out.shape == (model.cfg.n_layers, clean.shape[1])
-    clean_score = float(metric(model(clean)).detach())
-    assert float(out[0, p]) == pytest.approx(clean_score, abs=1e-4)  # patching the changed token at layer 0
-    untouched = [q for q in range(clean.shape[1]) if q < p]
-    for q in untouched:  # positions before the change carry identical activations: patching them is a no-op
-        assert float(out[0, q]) == pytest.approx(float(metric(model(corrupt)).detach()), abs=1e-4)
+def test_explicit_trials_reproduce_per_trial_outputs(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    held = ont.select("heldout")
+    res = iv.evaluate_swaps(model, al, held, alphas=(1.0, 2.0), max_items=2, lookup=ont, seed=3)
+    assert res.trials == iv.sample_swap_trials(held, al.cfg.concept_names, lookup=ont, max_items=2, seed=3)
+    assert len(res.outputs) == 2 * len(res.trials)
+    for i, alpha in enumerate(res.alphas):  # the rates are the per-trial scores, averaged
+        rows = [r for r in res.outputs if r["alpha"] == alpha]
+        assert sum(r["exact"] for r in rows) / len(rows) == pytest.approx(res.success["exact"][i])
+    some = res.to_dict()["trials"][::5]  # saved trials (plain dicts), a subset, in another batch layout
+    again = iv.evaluate_swaps(model, al, trials=some, alphas=(2.0, 1.0), batch_size=3, lookup=ont)
+    first = {(r["prompt"], r["target"], r["alpha"]): r for r in res.outputs}
+    assert len(again.outputs) == 2 * len(some)
+    for r in again.outputs:
+        assert r == first[(r["prompt"], r["target"], r["alpha"])] | {"trial": r["trial"]}
+    bad = [iv.SwapTrial("Q: x A:", "P0", "MAJOR", "NOPE", "a", "b")]
+    with pytest.raises(KeyError, match="NOPE"):
+        iv.evaluate_swaps(model, al, trials=bad)

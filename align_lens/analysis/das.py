@@ -1,0 +1,112 @@
+"""DAS baseline (distributed alignment search): a learned low-rank orthogonal subspace of the residual at one
+hook that carries the *relation* asked, trained by interchange interventions through TransformerLens hooks.
+
+Training (Geiger et al.'s interchange-intervention training): a base prompt asks relation A about entity e, a
+source prompt asks relation B about another entity; the base's residual at the hook, last prompt token, gets the
+source's subspace component, h ← h + R Rᵀ(h_src − h) (R: d × rank, orthonormal columns via
+`torch.nn.utils.parametrizations.orthogonal`), and the frozen model must then answer e's B value (teacher-forced
+cross-entropy of the answer tokens). One subspace is shared by the six relations (they are values of one causal
+variable). The editor (`DASEditor`) uses B's class mean as the source, so it runs in the same swap evaluation as
+every other method: h ← h + α R Rᵀ(mean_B − h) (unit "subspace_mean": α = 1 puts B's mean subspace component in
+place of h's).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from torch.nn.utils.parametrizations import orthogonal
+
+from align_lens.interventions.editors import Editor
+from align_lens.interventions.trials import answer_lookup
+from align_lens.ontology import Example
+from align_lens.training.interchange import CounterfactualBatch, frozen, patched_answer_loss, swap_pairs
+
+
+@dataclass
+class DASConfig:
+    rank: int = 8  # dimension of the learned subspace
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-2
+    seed: int = 0
+
+
+class DASEditor(Editor):
+    """h ← h + α R Rᵀ(mean_B − h): the relation subspace of h replaced (α = 1) by target B's class mean's."""
+
+    unit = "subspace_mean"
+    mode = "das"
+
+    def __init__(self, basis: Float[Tensor, "rank d"], means: Float[Tensor, "c d"], names: Sequence[str], hook_name):
+        self.basis = basis.detach().float()
+        self.means = means.detach().float()
+        self.names = list(names)
+        self.hook_name = hook_name
+
+    @torch.no_grad()
+    def __call__(self, h: Tensor, src: Tensor, tgt: Tensor, alpha: float) -> Tensor:
+        r = self.basis.to(h.device)
+        diff = self.means.to(h.device)[tgt.to(h.device)] - h.float()
+        return (h.float() + alpha * (diff @ r.T) @ r).to(h.dtype)
+
+
+def train_das(
+    model,
+    examples: Sequence[Example],
+    acts: Float[Tensor, "n d"],
+    names: Sequence[str],
+    hook_name: str,
+    config: DASConfig | None = None,
+) -> tuple[DASEditor, dict]:
+    """Learn the relation subspace on `examples` (training prompts with entities and answers; `acts` are their
+    last-token activations at `hook_name`, same order). Returns (editor, {"loss": per-step losses, "seconds"})."""
+    config = config or DASConfig()
+    names = list(names)
+    if len(acts) != len(examples):
+        raise ValueError(f"{len(acts)} activations for {len(examples)} examples; give one per example")
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    lookup = answer_lookup(examples)
+    pairs = swap_pairs(examples, names, lookup)
+    if not pairs:
+        raise ValueError("no swap pairs: DAS needs examples with entities, answers and at least two concepts")
+    by_concept: dict[int, list[int]] = {}
+    for i, e in enumerate(examples):
+        if e.concept in names:
+            by_concept.setdefault(names.index(e.concept), []).append(i)
+    batch = CounterfactualBatch(model, [examples[i].prompt for i, *_ in pairs], [g for *_, g in pairs])
+    dev = model.cfg.device
+    acts = acts.to(dev).float()
+    d = acts.shape[1]
+    if not 1 <= config.rank <= d:
+        raise ValueError(f"rank must be in 1..{d}, got {config.rank}")
+    rot = orthogonal(torch.nn.Linear(d, config.rank, bias=False)).to(dev)
+    opt = torch.optim.Adam(rot.parameters(), lr=config.lr)
+    losses, t0 = [], time.perf_counter()
+    with frozen(model):
+        for _ in range(config.steps):
+            pick = rng.sample(range(len(pairs)), min(config.batch_size, len(pairs)))
+            toks, last, targets, _ = batch.rows(pick, dev)
+            h_src = acts[[rng.choice(by_concept[pairs[i][2]]) for i in pick]]
+
+            def edit(h, h_src=h_src):
+                r = rot.weight  # rank x d, orthonormal rows
+                return h + ((h_src - h) @ r.T) @ r
+
+            loss = patched_answer_loss(model, hook_name, toks, last, targets, edit)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    labels = torch.tensor([names.index(e.concept) for e in examples], device=dev)
+    means = torch.stack([acts[labels == c].mean(0) for c in range(len(names))])
+    weight: Tensor = rot.weight  # pyright: ignore[reportAssignmentType]  (a parametrized tensor, not a Module)
+    editor = DASEditor(weight.detach().cpu(), means.cpu(), names, hook_name)
+    return editor, {"loss": losses, "seconds": time.perf_counter() - t0}

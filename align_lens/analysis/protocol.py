@@ -1,0 +1,162 @@
+"""An honest swap protocol: α (and the swap mode) chosen on validation people, success reported on other people.
+
+People are split three ways (`people_split`): Stage 2 and the baselines train on the *train* people's
+training-template prompts; every method's (mode, α) is chosen by exact swap success on the *validation* people's
+held-out-template prompts; the reported number is exact success on the *test* people's held-out-template prompts
+at that choice, with its Wilson 95 % interval. The best α on the test trials themselves is kept beside it, labelled
+as an upper bound (it is selected on the data it reports).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from align_lens.interventions.editors import Editor
+from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.ontology import Example, Ontology
+
+
+def people_split(ontology: Ontology, n_val: int, n_test: int, seed: int = 0) -> dict[str, set[str]]:
+    """Disjoint entity sets {"train", "val", "test"}: a seeded shuffle of the ontology's entities (sorted first, so
+    the split does not depend on example order); val and test take `n_val` and `n_test`, train the rest."""
+    people = sorted({e.entity for e in ontology.examples if e.entity is not None})
+    if n_val + n_test >= len(people):
+        raise ValueError(
+            f"{len(people)} entities cannot give {n_val} validation + {n_test} test and leave some to train"
+        )
+    random.Random(seed).shuffle(people)
+    return {
+        "val": set(people[:n_val]),
+        "test": set(people[n_val : n_val + n_test]),
+        "train": set(people[n_val + n_test :]),
+    }
+
+
+def of_people(ontology: Ontology, people: set[str], split: str | None = None) -> list[Example]:
+    """The examples of `people` (in `split` when given), in ontology order."""
+    return [e for e in ontology.select(split) if e.entity in people]
+
+
+def restrict(ontology: Ontology, people: set[str]) -> Ontology:
+    """The ontology with only `people`'s examples (every split)."""
+    return Ontology(ontology.concepts, [e for e in ontology.examples if e.entity in people])
+
+
+@dataclass
+class Candidate:
+    """One way a method can swap: an editor and the α grid (in the editor's unit) to choose from."""
+
+    label: str  # e.g. "delta", "paper"
+    editor: Editor
+    alphas: Sequence[float]
+
+
+def honest_swap(
+    model,
+    candidates: Sequence[Candidate],
+    val_examples: Sequence[Example],
+    test_examples: Sequence[Example],
+    lookup,
+    val_items: int | None = 40,
+    test_items: int | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    entity_names: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Choose (candidate, α) by exact success on `val_examples` (≤ `val_items` base prompts per source concept),
+    then evaluate that candidate's whole α grid on `test_examples` (≤ `test_items` per concept; None: all).
+
+    Returns {mode, alpha, val_exact, test_exact, test_ci (Wilson 95 %), test_trials, kept_source, type_target (at
+    the chosen α), upper_bound_exact / upper_bound_alpha (best α of the chosen mode on the test trials: optimistic),
+    val_by_candidate: {label: exact by α}, test_by_alpha: exact by α, misses: `miss_breakdown` at the chosen α}.
+    """
+    if not candidates:
+        raise ValueError("give at least one Candidate")
+    val = {}
+    best = (-1.0, None, None)
+    for cand in candidates:
+        res = evaluate_swaps(
+            model,
+            cand.editor,
+            val_examples,
+            cand.alphas,
+            max_items=val_items,
+            lookup=lookup,
+            seed=seed,
+            batch_size=batch_size,
+        )
+        val[cand.label] = {"alphas": res.alphas, "exact": res.success["exact"], "trials": res.counts["n_trials"]}
+        for a, s in zip(res.alphas, res.success["exact"]):
+            if s > best[0]:
+                best = (s, cand, a)
+    val_exact, chosen, alpha = best
+    if chosen is None or alpha is None:
+        raise ValueError("no candidate editor produced a swap success rate on the validation examples")
+    res = evaluate_swaps(
+        model,
+        chosen.editor,
+        test_examples,
+        chosen.alphas,
+        max_items=test_items,
+        lookup=lookup,
+        seed=seed + 1,
+        batch_size=batch_size,
+    )
+    i = res.alphas.index(float(alpha))
+    ub_alpha, ub = res.best("exact")
+    return {
+        "mode": chosen.label,
+        "alpha": float(alpha),
+        "val_exact": val_exact,
+        "test_exact": res.success["exact"][i],
+        "test_ci": list(res.ci["exact"][i]),
+        "test_trials": res.counts["n_trials"],
+        "kept_source": res.kept_source[i],
+        "type_target": res.type_target[i],
+        "upper_bound_exact": ub,
+        "upper_bound_alpha": ub_alpha,
+        "val_by_candidate": val,
+        "test_by_alpha": dict(zip(res.alphas, res.success["exact"])),
+        "misses": miss_breakdown(res, alpha, lookup, entity_names),
+    }
+
+
+def miss_breakdown(res, alpha: float, lookup, entity_names: dict[str, str] | None = None) -> dict[str, float]:
+    """What the failed swaps of `res` (a `SwapResults`) at `alpha` answered, as fractions of the misses:
+    kept_source (A's answer), own_other_relation (the same person's value of a third relation), other_person
+    (another person's value of B; with `entity_names`, `other_person_shares_name` counts those whose owner shares
+    the first or last name with the asked person), other (anything else)."""
+    from align_lens.evals.decoding import normalize
+    from align_lens.interventions.trials import answer_lookup
+
+    table = answer_lookup(lookup)
+    owners: dict[tuple[str, str], set[str]] = {}
+    for (ent, c), a in table.items():
+        owners.setdefault((c, normalize(a)), set()).add(ent)
+    counts = dict.fromkeys(
+        ("kept_source", "own_other_relation", "other_person", "other_person_shares_name", "other"), 0
+    )
+    n = 0
+    for row in res.outputs:
+        if row["alpha"] != float(alpha) or row["exact"]:
+            continue
+        n += 1
+        t = res.trials[row["trial"]]
+        text = row["generated"]
+        own = {normalize(a) for (ent, c), a in table.items() if ent == t.entity and c not in (t.source, t.target)}
+        who = owners.get((t.target, text), set()) - {t.entity}
+        if text == normalize(t.source_answer):
+            counts["kept_source"] += 1
+        elif text in own:
+            counts["own_other_relation"] += 1
+        elif who:
+            counts["other_person"] += 1
+            if entity_names is not None:
+                mine = set(entity_names[t.entity].split())
+                counts["other_person_shares_name"] += any(mine & set(entity_names[w].split()) for w in who)
+        else:
+            counts["other"] += 1
+    return {k: v / n for k, v in counts.items()} | {"n_misses": n} if n else {"n_misses": 0}

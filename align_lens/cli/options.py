@@ -1,0 +1,160 @@
+"""Argument parsing for `align-lens`: one-line errors, checked value types, and defaults read from the library.
+
+Every default shown by `--help` is read from the config dataclass or function signature that the command
+calls (`option(parser, AlignConfig, "epochs", ...)`), so each default lives in one place: the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from collections.abc import Callable
+from functools import cache
+from typing import Any, NoReturn, cast
+
+import torch
+
+
+class UsageError(ValueError):
+    """A command-line mistake; the message names the option and the fix (exit status 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line naming the fix, with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+# ---- defaults from the library ------------------------------------------------------------------
+@cache
+def _instance(cls: type) -> Any:
+    return cls()
+
+
+def default_of(source: type | Callable, name: str) -> Any:
+    """Default of field `name` (dotted for nested configs, e.g. "align.epochs") of a dataclass, or of
+    parameter `name` of a function."""
+    if dataclasses.is_dataclass(source) and isinstance(source, type):
+        value = _instance(source)
+        for part in name.split("."):
+            value = getattr(value, part)
+        return value
+    param = inspect.signature(cast(Callable, source)).parameters[name]
+    if param.default is inspect.Parameter.empty:
+        raise KeyError(f"{getattr(source, '__name__', source)}({name}=...) has no default")
+    return param.default
+
+
+def option(
+    parser: argparse.ArgumentParser,
+    source: type | Callable,
+    name: str,
+    type: Callable[[str], Any] | None = None,
+    help: str = "",
+    flag: str | None = None,
+    dest: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Add `--name` (or `flag`) with its default taken from `source` (see `default_of`); dest defaults to the
+    last part of `name`, so the parsed value can be passed straight back to `source`."""
+    default = default_of(source, name)
+    dest = dest or name.rsplit(".", 1)[-1]
+    flag = flag or "--" + dest.replace("_", "-")
+    if type is None and default is not None and not isinstance(default, bool):
+        type = builtin_type(default)
+    if type is not None:
+        kwargs["type"] = type
+    parser.add_argument(flag, dest=dest, default=default, help=f"{help} (default: {default})".strip(), **kwargs)
+
+
+def builtin_type(default: Any) -> Callable[[str], Any]:
+    """The checked parser for a default's type: ints ≥ 0, finite floats ≥ 0, or str."""
+    if isinstance(default, int):
+        return non_negative_int
+    if isinstance(default, float):
+        return non_negative_float
+    return str
+
+
+# ---- value types (argparse turns ArgumentTypeError into a one-line usage error) ----------------------
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer ≥ 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number ≥ 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
+    return value
+
+
+def device(text: str) -> str:
+    """A torch device that exists on this machine: cpu, cuda, cuda:N or mps (checked before any work)."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text!r} but CUDA is not available on this machine (torch {torch.__version__}); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r} but this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 … "
+                f"cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r} but MPS is not available on this machine; use --device cpu")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda, cuda:N or mps")
+    return text
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command takes: --device and --debug."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    return p

@@ -1,0 +1,300 @@
+"""`pretrain`, `align` and `eval`: the pipeline on your own model and ontology (or on the shipped world).
+
+--model is a folder saved by `align_lens.save_model` or a TransformerLens model name (e.g. gpt2, downloaded
+once from the Hub). Without --model the shipped tiny model and its synthetic world are used, and --ontology,
+--texts and --hook default to the world's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from align_lens.adapter import check_sae_fits
+from align_lens.analysis.evaluate import EvalConfig
+from align_lens.cli import inputs
+from align_lens.cli.options import (
+    UsageError,
+    default_of,
+    option,
+    positive_float,
+    positive_int,
+)
+from align_lens.ontology import Ontology
+from align_lens.training.stage1 import pretrain_sae
+from align_lens.training.stage2 import AlignConfig
+from align_lens.worlds.demo import DemoConfig
+
+MODEL_HELP = (
+    "a folder saved by align_lens.save_model, or a TransformerLens model name such as gpt2 (needs the network "
+    "once); default: the shipped tiny model and its synthetic world"
+)
+
+
+def choices_of(source: Any, name: str) -> list[str]:
+    """The values of a Literal-typed field or parameter."""
+    hint = get_type_hints(source)[name]
+    if getattr(hint, "__origin__", None) is not Literal:
+        raise TypeError(f"{name} is not a Literal")
+    return list(get_args(hint))
+
+
+# ---- shared: model, hook, world -----------------------------------------------------------------------
+def _world(a: argparse.Namespace):
+    """The shipped world, when --model is omitted; --n-people checked against it."""
+    from align_lens.worlds.base_model import load_base_world
+
+    if a.model is not None:
+        if a.n_people is not None:
+            raise UsageError("--n-people only applies to the shipped world; drop it (or drop --model)")
+        return None
+    world = load_base_world()
+    if a.n_people is not None and a.n_people > world.n_people:
+        raise UsageError(f"--n-people {a.n_people} but the world has {world.n_people} people; pass at most that")
+    return world
+
+
+def _hook(a: argparse.Namespace, model) -> str:
+    from align_lens.adapter import residual_hooks, resolve_hook
+
+    if a.hook is None:
+        if a.model is not None:
+            raise UsageError(f"pass --hook with --model, e.g. one of {residual_hooks(model)}")
+        return default_of(DemoConfig, "hook_name")
+    return resolve_hook(model, a.hook)
+
+
+def _ontology(a: argparse.Namespace, world) -> Ontology:
+    if a.ontology is not None:
+        return inputs.load_ontology(a.ontology)
+    if world is not None:
+        return world.ontology(a.n_people)
+    raise UsageError("pass --ontology FILE (.jsonl, .csv or .json) with --model")
+
+
+def _model_options(p: argparse.ArgumentParser, ontology_help: str) -> None:
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--ontology", default=None, help=ontology_help)
+    p.add_argument("--n-people", type=positive_int, default=None, help="shipped world only: its first N people")
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=1, default=str))
+
+
+# ---- pretrain ----------------------------------------------------------------------------------------
+def add_pretrain(sub, common) -> None:
+    s = sub.add_parser(
+        "pretrain",
+        parents=[common],
+        help="Stage 1: an ordinary SAELens SAE trained on every token of your texts",
+        description="Stage 1: train an ordinary SAE (SAELens' trainer) on the activations of every token of the "
+        "texts at --hook. Texts: --texts FILE (one per line), else the --ontology's prompts, else (no --model) "
+        "the shipped world's corpus.",
+    )
+    s.add_argument("--out", required=True, type=Path, help="folder for the SAE (cfg.json + weights)")
+    _model_options(s, "ontology file whose prompts are the texts when --texts is not given")
+    s.add_argument("--texts", default=None, help="UTF-8 text file, one text per line")
+    s.add_argument("--hook", default=None, help="hook to read (required with --model; default: the demo's hook)")
+    option(s, pretrain_sae, "architecture", choices=choices_of(pretrain_sae, "architecture"))
+    s.add_argument("--d-sae", type=positive_int, required=True, help="number of latents")
+    option(s, pretrain_sae, "k", type=positive_int, help="TopK: active latents per token")
+    option(s, pretrain_sae, "steps", type=positive_int, help="training steps")
+    option(s, pretrain_sae, "batch_size", type=positive_int, help="token activations per step")
+    option(s, pretrain_sae, "lr", type=positive_float, help="learning rate")
+    option(s, pretrain_sae, "seed")
+    option(s, pretrain_sae, "checkpoint_dir", help="folder for resumable checkpoints (rerun to resume)")
+    option(s, pretrain_sae, "n_checkpoints", flag="--checkpoints", help="checkpoints kept in --checkpoint-dir")
+    s.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    s.set_defaults(run=run_pretrain)
+
+
+def _pretrain_texts(a: argparse.Namespace, world) -> list[str]:
+    if a.texts is not None:
+        return inputs.read_texts(a.texts)
+    if a.ontology is not None:
+        return inputs.load_ontology(a.ontology).prompts()
+    if world is None:
+        raise UsageError("pass --texts FILE (one text per line) or --ontology FILE with --model")
+    from align_lens.worlds.demo import corpus_texts
+
+    bios, questions = corpus_texts(world, a.n_people, a.seed)
+    return bios + questions
+
+
+def run_pretrain(a: argparse.Namespace) -> int:
+    from align_lens.activations.gather import gather_token_activations
+
+    if a.architecture == "topk" and a.k > a.d_sae:
+        raise UsageError(f"--k {a.k} is larger than --d-sae {a.d_sae}; pass --k ≤ --d-sae")
+    if a.n_checkpoints and a.checkpoint_dir is None:
+        raise UsageError("--checkpoints needs --checkpoint-dir (the folder to keep them in)")
+    inputs.check_out(a.out, a.overwrite)
+    world = _world(a)
+    texts = _pretrain_texts(a, world)
+    model = inputs.load_model(a.model, a.device)
+    hook = _hook(a, model)
+    acts = gather_token_activations(model, texts, hook, progress=True)
+    if len(acts) < a.batch_size:
+        raise UsageError(
+            f"--batch-size {a.batch_size} but the texts give only {len(acts)} token activations; "
+            f"pass --batch-size ≤ {len(acts)} or more texts"
+        )
+    kwargs = {k: getattr(a, k) for k in ("architecture", "d_sae", "k", "steps", "batch_size", "lr", "seed")}
+    sae = pretrain_sae(
+        acts,
+        **kwargs,
+        hook_name=hook,
+        model_name=inputs.model_name(a.model, model),
+        device=a.device,
+        checkpoint_dir=a.checkpoint_dir,
+        n_checkpoints=a.n_checkpoints,
+    )
+    with inputs.staged(a.out, a.overwrite) as stage:
+        sae.save_model(stage)
+    print(f"Stage-1 SAE ({type(sae).__name__}, d_sae={sae.cfg.d_sae}, {len(acts)} tokens) written to {a.out}")
+    return 0
+
+
+# ---- align -------------------------------------------------------------------------------------------
+ALIGN_OPTIONS = {  # AlignConfig field → (value type, help)
+    "epochs": (positive_int, "passes over the training examples"),
+    "steps": (positive_int, "optimiser steps (overrides --epochs)"),
+    "batch_size": (positive_int, "labelled examples per step"),
+    "lr": (positive_float, "learning rate"),
+    "decorrelation_weight": (None, "weight of the slot decorrelation loss"),
+    "silence_weight": (None, "weight of slot silence on --texts tokens"),
+    "patience": (positive_int, "epochs without improvement before stopping"),
+    "seed": (None, ""),
+    "checkpoint_dir": (None, "save every epoch here; a rerun with the same settings resumes"),
+}
+
+
+def add_align(sub, common) -> None:
+    a = sub.add_parser(
+        "align",
+        parents=[common],
+        help="Stage 2: bind each ontology concept to a dedicated latent",
+        description="Stage 2: post-train a SAELens SAE so that each concept of the ontology owns one latent.",
+    )
+    a.add_argument("--sae", required=True, help="folder of a SAELens SAE (standard, topk or jumprelu)")
+    a.add_argument("--out", required=True, type=Path, help="folder for the aligned SAE")
+    _model_options(a, "ontology file (.jsonl, .csv or .json); required with --model")
+    a.add_argument("--texts", default=None, help="ordinary text, one per line: its tokens train reconstruction+silence")
+    option(a, AlignConfig, "hook_name", flag="--hook", help="hook to align at (must be the SAE's)")
+    option(a, AlignConfig, "binding", choices=choices_of(AlignConfig, "binding"))
+    option(a, AlignConfig, "init", choices=choices_of(AlignConfig, "init"), help="slot initialisation")
+    for name, (kind, text) in ALIGN_OPTIONS.items():
+        option(a, AlignConfig, name, type=kind, help=text)
+    a.add_argument("--freeze-free", action="store_true", help="train only the concept slots")
+    a.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    a.set_defaults(run=run_align)
+
+
+def run_align(a: argparse.Namespace) -> int:
+    from align_lens.activations.gather import gather_token_activations
+    from align_lens.training.stage2 import align
+
+    inputs.check_out(a.out, a.overwrite)
+    world = _world(a)
+    onto = _ontology(a, world)
+    sae = inputs.load_sae(a.sae, "--sae", a.device)
+    model = inputs.load_model(a.model, a.device)
+    fields = {f.name for f in dataclasses.fields(AlignConfig)}
+    values: dict[str, Any] = {k: v for k, v in vars(a).items() if k in fields}
+    values["train_free"] = not a.freeze_free
+    config = AlignConfig(**values)
+    unlabelled = None
+    if a.texts is not None:
+        hook = config.hook_name or sae.cfg.metadata.hook_name
+        unlabelled = gather_token_activations(model, inputs.read_texts(a.texts), hook, progress=True)
+    aligned = align(sae, onto, model=model, unlabelled=unlabelled, config=config)
+    with inputs.staged(a.out, a.overwrite) as stage:
+        aligned.save_model(stage)
+    accuracy = aligned.cfg.metrics["binding_accuracy_train"]
+    print(f"aligned SAE written to {a.out}; training binding accuracy {accuracy:.3f}")
+    return 0
+
+
+# ---- eval --------------------------------------------------------------------------------------------
+EVAL_OPTIONS = {  # EvalConfig field → (value type, help)
+    "swap_items": (positive_int, "base prompts per source concept for swaps"),
+    "task_items": (positive_int, "prompts for task accuracy"),
+    "swap_mode": (None, "delta (α × slot scale), paper (α = slot value) or steer (α × ‖h‖)"),
+    "best_by": (None, "scorer that picks the best α"),
+    "split": (None, "ontology split for swaps and task accuracy"),
+    "seed": (None, "seed of the swap sample"),
+}
+
+
+def add_eval(sub, common) -> None:
+    e = sub.add_parser(
+        "eval",
+        parents=[common],
+        help="binding, fidelity and swaps of an aligned SAE → eval.json + eval.html",
+        description="Evaluate an aligned SAE on an ontology (concepts matched by name) and write eval.json "
+        "and a self-contained eval.html.",
+    )
+    e.add_argument("--sae", required=True, help="aligned SAE folder (written by `align-lens align`)")
+    e.add_argument("--stage1", default=None, help="the Stage-1 SAE it came from, for comparison (optional)")
+    e.add_argument("--out", required=True, type=Path, help="folder for eval.json and eval.html")
+    _model_options(e, "ontology file (concepts matched to the SAE's by name); required with --model")
+    e.add_argument("--texts", default=None, help="text file whose tokens measure fidelity (default: the prompts)")
+    for name, (kind, text) in EVAL_OPTIONS.items():
+        option(e, EvalConfig, name, type=kind, help=text)
+    option(e, EvalConfig, "alphas", type=float, nargs="+", help="swap strengths, in the editor's unit")
+    e.add_argument("--no-swaps", dest="swaps", action="store_false", help="skip swaps (no entity/answer needed)")
+    e.add_argument("--no-task-accuracy", dest="task_accuracy", action="store_false", help="skip task accuracy")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    e.set_defaults(run=run_eval)
+
+
+def _load_pair(a: argparse.Namespace):
+    from align_lens.saes.aligned import AlignedSAE
+
+    aligned = inputs.load_sae(a.sae, "--sae", a.device)
+    stage1 = None if a.stage1 is None else inputs.load_sae(a.stage1, "--stage1", a.device)
+    if not isinstance(aligned, AlignedSAE):
+        swapped = " (did you swap --sae and --stage1?)" if isinstance(stage1, AlignedSAE) else ""
+        raise UsageError(f"--sae {a.sae} is not an aligned SAE{swapped}; pass the folder `align-lens align` wrote")
+    if isinstance(stage1, AlignedSAE):
+        raise UsageError(f"--stage1 {a.stage1} is an aligned SAE; pass the plain Stage-1 SAE it was aligned from")
+    return aligned, stage1
+
+
+def run_eval(a: argparse.Namespace) -> int:
+    from align_lens.activations.gather import gather_token_activations
+    from align_lens.analysis.evaluate import evaluate, headline
+    from align_lens.viz.report import evaluation_sections, write_report
+
+    inputs.check_out(a.out, a.overwrite)
+    world = _world(a)
+    aligned, stage1 = _load_pair(a)
+    onto = _ontology(a, world)
+    model = inputs.load_model(a.model, a.device)
+    hook = check_sae_fits(model, aligned)
+    texts = None
+    if a.texts is not None:
+        texts = inputs.read_texts(a.texts)
+    elif world is not None:
+        from align_lens.worlds.demo import corpus_texts
+
+        bios, questions = corpus_texts(world, a.n_people, 0)
+        texts = bios + questions
+    tokens = None if texts is None else gather_token_activations(model, texts, hook)
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    values: dict[str, Any] = {k: v for k, v in vars(a).items() if k in fields}
+    values["alphas"] = tuple(a.alphas)
+    config = EvalConfig(**values)
+    if config.swaps and not any(e.entity and e.answer for e in onto.select(config.split) or onto.select()):
+        raise UsageError("swaps need examples with 'entity' and 'answer'; add them to the ontology or pass --no-swaps")
+    result = evaluate(model, aligned, onto, config, stage1=stage1, tokens=tokens)
+    head = headline(result)
+    with inputs.staged(a.out, a.overwrite) as stage:
+        _write_json(stage / "eval.json", {"summary": head, "results": result})
+        write_report(stage / "eval.html", "align_lens evaluation", evaluation_sections(result))
+    print(json.dumps(head, indent=1))
+    return 0

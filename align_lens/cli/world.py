@@ -1,0 +1,92 @@
+"""`demo` and `train-base`: the embedded default (synthetic biography world + its tiny model)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from align_lens.cli.options import UsageError, option, positive_int
+from align_lens.worlds.base_model import train_base_model
+from align_lens.worlds.bio import make_world
+from align_lens.worlds.demo import DemoConfig
+
+DEMO_OPTIONS = {  # DemoConfig field (dotted: nested AlignConfig) → (flag, value type, help)
+    "model_path": ("--model", None, "base-model folder written by train-base (default: the shipped one)"),
+    "hook_name": ("--hook", None, "hook to read and steer"),
+    "n_people": (None, positive_int, "use only the first N people (faster; default: everyone)"),
+    "d_sae": (None, positive_int, "latents of the Stage-1 SAE"),
+    "k": (None, positive_int, "TopK of the Stage-1 SAE"),
+    "stage1_steps": (None, positive_int, "Stage-1 training steps"),
+    "align.epochs": (None, positive_int, "Stage-2 epochs"),
+    "align.batch_size": (None, positive_int, "Stage-2 batch size"),
+    "swap_items": (None, positive_int, "base prompts per source concept for swaps"),
+    "seed": (None, None, ""),
+}
+
+
+def add_demo(sub, common) -> None:
+    d = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="end-to-end AlignSAE on the embedded world and shipped model",
+        description="Stage 1 → Stage 2 → evaluation on the synthetic biography world and the shipped tiny model; "
+        "writes OUT/aligned_sae, OUT/stage1_sae, OUT/results.json and OUT/report.html.",
+    )
+    option(d, DemoConfig, "out_dir", flag="--out", help="output folder")
+    for name, (flag, kind, text) in DEMO_OPTIONS.items():
+        option(d, DemoConfig, name, flag=flag, type=kind, help=text)
+    d.add_argument("--overwrite", action="store_true", help="replace an --out folder written by an earlier demo run")
+    d.set_defaults(run=run_demo)
+
+
+def run_demo(a: argparse.Namespace) -> int:
+    from align_lens.worlds.demo import format_summary, run_demo
+
+    out = Path(a.out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder path")
+    nested = {f.name for f in dataclasses.fields(DemoConfig)}
+    values = {k: v for k, v in vars(a).items() if k in nested and k != "align"}
+    align = dataclasses.replace(DemoConfig().align, epochs=a.epochs, batch_size=a.batch_size)
+    record = run_demo(DemoConfig(**values, align=align))
+    print(format_summary(record, str(out)))
+    return 0
+
+
+def add_train_base(sub, common) -> None:
+    t = sub.add_parser(
+        "train-base",
+        parents=[common],
+        help="train the tiny base model on the synthetic world (resumable)",
+        description="Train the tiny base model from scratch on a synthetic biography world; rerun the same "
+        "command to resume from OUT/checkpoints.",
+    )
+    t.add_argument("--out", required=True, type=Path, help="folder for the model and its checkpoints")
+    option(t, make_world, "n_people", type=positive_int, help="people in the world")
+    option(t, make_world, "seed", flag="--world-seed", dest="world_seed", help="seed of the world")
+    option(t, train_base_model, "steps", type=positive_int, help="training steps")
+    option(t, train_base_model, "seed", help="seed of the model's initialisation and data order")
+    option(t, train_base_model, "threads", type=positive_int, help="torch threads (the shipped model used 1)")
+    t.add_argument("--drop-checkpoints", action="store_true", help="delete checkpoints once training ends")
+    t.set_defaults(run=run_train_base)
+
+
+def run_train_base(a: argparse.Namespace) -> int:
+    from align_lens.worlds.base_model import evaluate_splits
+
+    if a.out.exists() and not a.out.is_dir():
+        raise UsageError(f"--out {a.out} is a file; pass a folder path")
+    world = make_world(n_people=a.n_people, seed=a.world_seed)
+    model = train_base_model(
+        world,
+        a.out,
+        steps=a.steps,
+        seed=a.seed,
+        device=a.device,
+        threads=a.threads,
+        keep_checkpoints=not a.drop_checkpoints,
+    )
+    print(json.dumps(evaluate_splits(model, world), indent=1))
+    return 0

@@ -1,0 +1,261 @@
+"""Train, evaluate and load a small HookedTransformer on the two-hop world, with weight checkpoints.
+
+Each batch mixes two-hop questions of the training compositions (training frames) with atomic-fact questions
+(every atomic fact, OOD ones included); the loss counts only the answer tokens and <eos>. Recipe measured on this
+CPU (docs/two_hop.md): 4 layers, d_model 64, AdamW lr 1e-3, weight decay 0.1, batch 256, 30 % atomic questions.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Int
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from align_lens.adapter import build_model, load_model, save_model
+from align_lens.worlds.tokenizer import build_tokenizer
+from align_lens.worlds.two_hop import EOS, FORMATS, Format, TwoHopWorld
+
+DATA_DIR = Path(__file__).parent / "data" / "two_hop_model"
+WORLD_FILE = "world.json"
+META_FILE = "two_hop.json"
+LOG_FILE = "train_log.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def encode(tokenizer, prompts: list[str], answers: list[str]) -> tuple[Int[Tensor, "n t"], Bool[Tensor, "n t"]]:
+    """Right-padded token rows of "prompt answer <eos>" and a mask of the positions whose NEXT token is a target
+    (the last prompt token and each answer token before <eos>)."""
+    p_ids = tokenizer(prompts)["input_ids"]
+    a_ids = tokenizer([f"{a} {EOS}" for a in answers], add_special_tokens=False)["input_ids"]
+    width = max(len(p) + len(a) for p, a in zip(p_ids, a_ids))
+    tokens = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for i, (p, a) in enumerate(zip(p_ids, a_ids)):
+        tokens[i, : len(p) + len(a)] = torch.tensor(p + a)
+        mask[i, len(p) - 1 : len(p) + len(a) - 1] = True
+    return tokens, mask
+
+
+def training_pool(world: TwoHopWorld, tokenizer, fmt: Format) -> dict[str, tuple[Tensor, Tensor]]:
+    """Every (training composition × training frame) and every (atomic fact × atomic frame), encoded."""
+    frames = world.frame_ids("train")
+    comps = world.splits["train"]
+    two_hop = encode(
+        tokenizer,
+        [world.question(c, f) for c in comps for f in frames],
+        [world.answer(c, fmt) for c in comps for _ in frames],
+    )
+    facts = list(world.facts.items())
+    atomic = encode(
+        tokenizer,
+        [world.atomic_question(e, r, i) for (e, r), _ in facts for i in range(len(world.atomic_frames()))],
+        [v for _, v in facts for _ in world.atomic_frames()],
+    )
+    return {"two_hop": two_hop, "atomic": atomic}
+
+
+def loss_on(model, tokens: Int[Tensor, "b t"], mask: Bool[Tensor, "b t"]) -> Tensor:
+    """Mean next-token cross-entropy at the masked positions."""
+    logits = model(tokens)[:, :-1]
+    m = mask[:, :-1]
+    return F.cross_entropy(logits[m], tokens[:, 1:][m])
+
+
+@torch.no_grad()
+def exact_accuracy(model, tokens: Int[Tensor, "n t"], mask: Bool[Tensor, "n t"], batch_size: int = 512) -> float:
+    """Share of rows whose every target (answer tokens and <eos>) is the argmax: greedy-exact accuracy."""
+    hits = []
+    dev = model.cfg.device
+    for tok, m in zip(tokens.split(batch_size), mask.split(batch_size)):
+        pred = model(tok.to(dev)).argmax(-1).cpu()[:, :-1]
+        ok = (pred == tok[:, 1:]) | ~m[:, :-1]
+        hits.append(ok.all(-1))
+    return float(torch.cat(hits).float().mean()) if hits else float("nan")
+
+
+def eval_sets(
+    world: TwoHopWorld, tokenizer, fmt: Format, n: int = 1000, seed: int = 0
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Encoded evaluation sets (at most `n` compositions each, seeded): train / heldout / ood in training frames,
+    heldout in held-out frames ("heldout_frames"), and atomic facts."""
+    rng = random.Random(f"eval/{seed}")
+    train_frames, held_frames = world.frame_ids("train"), world.frame_ids("heldout")
+    out = {}
+    for name, split, pool in (
+        ("train", "train", train_frames),
+        ("heldout", "heldout", train_frames),
+        ("heldout_frames", "heldout", held_frames),
+        ("ood", "ood", train_frames),
+    ):
+        comps = world.splits[split]
+        comps = rng.sample(comps, min(n, len(comps)))
+        if comps and pool:
+            chosen = [rng.choice(pool) for _ in comps]
+            out[name] = encode(
+                tokenizer, [world.question(c, f) for c, f in zip(comps, chosen)], [world.answer(c, fmt) for c in comps]
+            )
+    facts = rng.sample(list(world.facts.items()), min(n, len(world.facts)))
+    out["atomic"] = encode(tokenizer, [world.atomic_question(e, r) for (e, r), _ in facts], [v for _, v in facts])
+    return out
+
+
+def evaluate(model, sets: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
+    """Exact accuracy on each set of `eval_sets`."""
+    was = model.training
+    model.eval()
+    out = {k: exact_accuracy(model, *v) for k, v in sets.items()}
+    model.train(was)
+    return out
+
+
+def train_two_hop_model(
+    world: TwoHopWorld,
+    out_dir: str | Path,
+    fmt: Format = "explicit",
+    n_layers: int = 4,
+    d_model: int = 64,
+    n_heads: int = 4,
+    d_mlp: int = 256,
+    steps: int = 800,
+    lr: float = 1e-3,
+    warmup: int = 200,
+    weight_decay: float = 0.1,
+    batch_size: int = 256,
+    atomic_share: float = 0.3,
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int = 1,
+    checkpoint_every: int = 250,
+    eval_every: int = 250,
+    eval_n: int = 1000,
+    progress: bool = True,
+):
+    """Train from scratch (constant lr after a linear warmup); returns the model.
+
+    Writes into `out_dir`: the model (`save_model` format), world.json, two_hop.json (format, settings, final
+    accuracies), train_log.jsonl (train / heldout / heldout_frames / ood / atomic accuracy at step 0, every
+    `eval_every` steps and at the end) and checkpoints/step_XXXXXX.safetensors (weights every `checkpoint_every` steps, 0 = none).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        world.save(out / WORLD_FILE)
+        tokenizer = build_tokenizer(world.vocabulary(), out / "tokenizer")
+        pool = training_pool(world, tokenizer, fmt)
+        sets = eval_sets(world, tokenizer, fmt, eval_n, seed)
+        width = max(t.shape[1] for t, _ in [*pool.values(), *sets.values()])
+        cfg = dict(
+            n_layers=n_layers,
+            d_model=d_model,
+            n_heads=n_heads,
+            d_head=d_model // n_heads,
+            d_mlp=d_mlp,
+            n_ctx=max(32, width),
+            d_vocab=len(tokenizer),
+            act_fn="gelu",
+            normalization_type="LN",
+        )
+        torch.manual_seed(seed)
+        model = build_model(cfg, tokenizer=tokenizer, device=device)
+        save_model(model, out)  # config + tokenizer now, so checkpoints load while training runs
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        n_atomic = round(atomic_share * batch_size)
+        ckpt_dir = out / CHECKPOINT_DIR
+        if checkpoint_every:
+            ckpt_dir.mkdir(exist_ok=True)
+            _save_weights(model, ckpt_dir, 0)
+        (out / LOG_FILE).unlink(missing_ok=True)
+        log = [{"step": 0, "wall_s": 0.0, **evaluate(model, sets)}]
+        _append(out / LOG_FILE, log[-1])
+        t0 = time.time()
+        model.train()
+        for step in tqdm(range(1, steps + 1), desc=f"two-hop model ({fmt})", disable=not progress):
+            for g in opt.param_groups:
+                g["lr"] = lr * min(1.0, step / max(1, warmup))
+            rows = []
+            for key, k in (("two_hop", batch_size - n_atomic), ("atomic", n_atomic)):
+                tok, m = pool[key]
+                idx = torch.randint(len(tok), (k,), generator=gen)
+                rows.append((tok[idx], m[idx]))
+            w = max(t.shape[1] for t, _ in rows)
+            pad = int(tokenizer.pad_token_id)  # pyright: ignore[reportArgumentType]  (set: the world's tokenizer has one)
+            tokens = torch.cat([F.pad(t, (0, w - t.shape[1]), value=pad) for t, _ in rows])
+            mask = torch.cat([F.pad(m, (0, w - m.shape[1])) for _, m in rows])
+            loss = loss_on(model, tokens.to(device), mask.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if (eval_every and step % eval_every == 0) or step == steps:
+                log.append(
+                    {"step": step, "wall_s": round(time.time() - t0, 1), "loss": loss.item()} | evaluate(model, sets)
+                )
+                _append(out / LOG_FILE, log[-1])
+            if checkpoint_every and (step % checkpoint_every == 0 or step == steps):
+                _save_weights(model, ckpt_dir, step)
+        model.eval()
+        save_model(model, out)
+        meta = {"format": fmt, "seed": seed, "steps": steps, "lr": lr, "weight_decay": weight_decay}
+        meta |= {"batch_size": batch_size, "atomic_share": atomic_share, "final": log[-1], "world": world.summary()}
+        (out / META_FILE).write_text(json.dumps(meta, indent=1))
+        return model
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _append(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _save_weights(model, ckpt_dir: Path, step: int) -> None:
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+        ckpt_dir / f"step_{step:06d}.safetensors",
+    )
+
+
+def checkpoint_steps(path: str | Path) -> list[int]:
+    """Steps with a saved checkpoint under `path`/checkpoints, ascending."""
+    return sorted(int(p.stem.split("_")[1]) for p in (Path(path) / CHECKPOINT_DIR).glob("step_*.safetensors"))
+
+
+def load_checkpoint(path: str | Path, step: int, device: str = "cpu"):
+    """The model of `path` with the weights of checkpoint `step`."""
+    f = Path(path) / CHECKPOINT_DIR / f"step_{step:06d}.safetensors"
+    if not f.exists():
+        raise FileNotFoundError(f"no checkpoint {f}; saved steps are {checkpoint_steps(path)}")
+    model = load_model(path, device=device)
+    model.load_state_dict(load_file(f, device=device), strict=True)
+    return model.eval()
+
+
+def load_two_hop_model(path: str | Path | None = None, device: str = "cpu"):
+    """A trained two-hop model (default: the explicit-format one shipped in worlds/data/two_hop_model)."""
+    return load_model(path or DATA_DIR, device=device)
+
+
+def load_two_hop_world(path: str | Path | None = None) -> TwoHopWorld:
+    """The world a saved two-hop model was trained on."""
+    f = Path(path or DATA_DIR) / WORLD_FILE
+    if not f.exists():
+        raise FileNotFoundError(f"{f} not found; train_two_hop_model writes it next to the model.")
+    return TwoHopWorld.load(f)
+
+
+def load_two_hop_meta(path: str | Path | None = None) -> dict:
+    """Format, settings and final accuracies of a saved two-hop model (two_hop.json)."""
+    return json.loads((Path(path or DATA_DIR) / META_FILE).read_text())

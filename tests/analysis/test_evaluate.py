@@ -1,0 +1,71 @@
+"""`evaluate`: one result shape with one key vocabulary, concepts matched by name, explicit trials.
+
+The `trained` fixture lives in conftest.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from align_lens import EvalConfig, Ontology, OntologyError, evaluate
+from align_lens.analysis.evaluate import DETAILS, HEADLINE, headline
+
+SMALL = EvalConfig(alphas=(1.0, 2.0), swap_items=2, task_items=12)
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_one_key_vocabulary(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    acts = {"train": trained["train_acts"], "heldout": trained["heldout_acts"]}
+    r = evaluate(model, al, ont, SMALL, stage1=trained["sae"], acts=acts)
+    assert set(r) == set(HEADLINE) | set(DETAILS)
+    assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in headline(r).values()), headline(r)
+    assert r["binding_heldout"] > 0.9 and r["concepts"] == al.cfg.concept_names
+    assert r["swap_best_alpha"] in (1.0, 2.0) and r["swap_trials"] == r["swap"]["counts"]["n_trials"]
+    assert r["swap_exact_best"] == max(r["swap"]["success"]["exact"]) and r["swap"]["unit"] == "slot_scale"
+    assert r["explained_variance_stage1"] == r["fidelity"]["stage1"]["explained_variance"]
+    assert r["task_acc_clean"] > 0.9 and r["fidelity_on"] == "train_prompts"
+    # without a Stage-1 SAE, swaps or tasks the keys stay and read NaN (not measured)
+    bare = evaluate(model, al, ont, EvalConfig(swaps=False, task_accuracy=False), acts=acts)
+    assert set(bare) == set(r) and bare["swap"] is None
+    for key in ("explained_variance_stage1", "task_acc_clean", "swap_exact_best", "swap_best_alpha"):
+        assert math.isnan(bare[key]), key
+    assert bare["binding_heldout"] == r["binding_heldout"]
+
+
+def test_concepts_matched_by_name_not_order(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    shuffled = Ontology(list(reversed(ont.concepts)), ont.examples)
+    assert shuffled.names != al.cfg.concept_names
+    a = evaluate(model, al, ont, SMALL)
+    b = evaluate(model, al, shuffled, SMALL)
+    assert all(_same(a[k], b[k]) for k in HEADLINE), {k: (a[k], b[k]) for k in HEADLINE if not _same(a[k], b[k])}
+    assert a["binding"]["heldout"]["confusion"] == b["binding"]["heldout"]["confusion"]
+    assert a["swap"]["outputs"] == b["swap"]["outputs"]
+
+
+def test_concepts_the_sae_lacks_raise(trained):
+    records = [
+        {"prompt": "Q: x A:", "concept": "BIRTH_DATE", "answer": "a"},
+        {"prompt": "Q: y A:", "concept": "SPOUSE", "answer": "b"},
+    ]
+    other = Ontology.from_records(records)
+    with pytest.raises(OntologyError, match="SPOUSE"):
+        evaluate(trained["model"], trained["aligned"], other, SMALL)
+    with pytest.raises(ValueError, match="best_by"):
+        EvalConfig(best_by="nope")
+
+
+def test_explicit_trials_give_the_same_swaps(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    cfg = EvalConfig(alphas=(1.0,), swap_items=2, task_accuracy=False, seed=5)
+    first = evaluate(model, al, ont, cfg)
+    trials = first["swap"]["trials"]
+    again = evaluate(model, al, ont, EvalConfig(alphas=(1.0,), swap_trials=trials, task_accuracy=False, seed=9))
+    assert again["swap"]["outputs"] == first["swap"]["outputs"]
+    assert again["swap_exact_best"] == first["swap_exact_best"]

@@ -1,0 +1,301 @@
+"""The `align-lens` command line on a user's own model (saved with `save_model`, no world file) and ontology,
+run from a shell; and its usage errors: one line naming the fix, exit status 2, no traceback."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from sae_lens import SAE
+
+from align_lens import AlignedSAE
+from align_lens.adapter import save_model
+from align_lens.cli import build_parser, main
+from align_lens.cli.options import default_of
+from align_lens.training.stage2 import AlignConfig
+from align_lens.worlds.demo import DemoConfig
+
+PEOPLE = [f"{a} {b}" for a in "ann bob cat dan eve".split() for b in "fay gus hal ivy".split()]
+CONCEPTS = ["alpha", "beta", "gamma"]
+HOOK = "blocks.0.hook_resid_post"
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).parent / "align-lens"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "align_lens.cli"]
+
+
+def shell(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*_cli(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _answer(who: str, concept: str) -> str:
+    return {"alpha": who.split()[0], "beta": who.split()[1], "gamma": "kim"}[concept]
+
+
+@pytest.fixture(scope="module")
+def user_files(tiny_model, tmp_path_factory):
+    """A folder written by save_model (no world.json) and a three-concept JSONL ontology."""
+    root = tmp_path_factory.mktemp("user")
+    save_model(tiny_model, root / "model")
+    rows = [
+        {
+            "prompt": f"Q: {frame.format(w=who, c=c)} A:",
+            "concept": c,
+            "answer": _answer(who, c),
+            "entity": who,
+            "split": split,
+        }
+        for i, who in enumerate(PEOPLE)
+        for c in CONCEPTS
+        for frame, split in [("{w} {c} {c}", "train"), ("what is {w} {c}", "train" if i < 15 else "heldout")]
+    ]
+    (root / "concepts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "texts.txt").write_text("".join(f"Q: what is {who} the alpha A:\n" for who in PEOPLE))
+    assert not (root / "model" / "world.json").exists()
+    return root
+
+
+def test_user_model_pretrain_align_eval_publish_from_a_shell(user_files):
+    root = user_files
+    model = ["--model", "model", "--ontology", "concepts.jsonl"]
+    steps = [
+        ["pretrain", *model, "--hook", HOOK, "--d-sae", "64", "--k", "4", "--steps", "30", "--batch-size", "64"],
+        ["align", *model, "--sae", "stage1", "--epochs", "3", "--batch-size", "32", "--out", "aligned"],
+        ["eval", *model, "--sae", "aligned", "--stage1", "stage1", "--swap-items", "2", "--task-items", "6"],
+        ["publish", "aligned", "you/tiny-alignsae", "--sae-id", HOOK, "--model", "model", "--texts", "texts.txt"]
+        + ["--dry-run"],
+    ]
+    outs = {"pretrain": ["--out", "stage1"], "eval": ["--out", "eval"]}
+    for argv in steps:
+        done = shell(*argv, *outs.get(argv[0], []), cwd=root)
+        assert done.returncode == 0, f"{argv[0]}: {done.stderr[-2000:]}"
+    aligned = SAE.load_from_disk(root / "aligned")
+    assert isinstance(aligned, AlignedSAE) and aligned.cfg.concept_names == CONCEPTS
+    assert aligned.cfg.metadata.hook_name == HOOK
+    report = json.loads((root / "eval" / "eval.json").read_text())
+    assert report["results"]["concepts"] == CONCEPTS and report["summary"]["binding_train"] > 1 / len(CONCEPTS)
+    assert (root / "eval" / "eval.html").stat().st_size > 1000
+    assert f"you/tiny-alignsae/{HOOK}/cfg.json" in done.stdout and "nothing was uploaded" in done.stdout
+    assert "activations=" not in done.stderr  # the plain TopK export was measured on --texts (no warning)
+    assert not [p for p in root.iterdir() if "partial" in p.name]  # staging folders are swapped in
+
+
+@pytest.mark.slow  # a process start (~6 s CPU); the fast suite checks every command in-process below
+def test_device_cuda_without_cuda_fails_in_one_line_before_any_work(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = shell("demo", "--device", "cuda", "--out", "demo", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "CUDA is not available" in done.stderr and "--device cpu" in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_offline_model_name_fails_in_one_line(tmp_path, capsys, monkeypatch):
+    argv = ["pretrain", "--model", "gpt2", "--hook", HOOK, "--texts", "t.txt", "--d-sae", "8", "--k", "4", "--out", "o"]
+    (tmp_path / "t.txt").write_text("hello\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HF_HUB_OFFLINE" in err and "Traceback" not in err
+
+
+def _error_lines(stderr: str) -> int:
+    """Lines of stderr as a terminal shows them, not counting finished progress bars."""
+    visible = [line.split("\r")[-1] for line in stderr.split("\n")]
+    return len([line for line in visible if line.strip() and "%|" not in line])
+
+
+# ---- usage errors: (argv, words the one-line message must contain) ------------------------------
+def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
+    user = ["--model", str(root / "model"), "--ontology", str(root / "concepts.jsonl")]
+    pre = ["pretrain", *user, "--hook", HOOK, "--out", str(root / "x")]
+    aligned_sae, stage1_sae = str(root / "usage_aligned"), str(root / "usage_stage1")
+    return [
+        ([*pre, "--d-sae", "16", "--batch-size", "0"], ["--batch-size", "positive"]),
+        ([*pre, "--d-sae", "0"], ["--d-sae", "positive"]),
+        ([*pre, "--d-sae", "8", "--k", "9"], ["--k 9", "--d-sae 8"]),
+        ([*pre, "--d-sae", "16", "--steps", "0"], ["--steps", "positive"]),
+        ([*pre, "--d-sae", "16", "--lr", "nan"], ["--lr", "finite"]),
+        ([*pre, "--d-sae", "16", "--batch-size", "100000"], ["--batch-size", "token activations"]),
+        (["pretrain", *user, "--d-sae", "16", "--out", "x"], ["--hook", "blocks.0.hook_resid_pre"]),
+        (["pretrain", "--model", str(root / "model"), "--hook", HOOK, "--d-sae", "16", "--out", "x"], ["--texts"]),
+        ([*pre[:-2], "--d-sae", "16", "--out", str(root / "concepts.jsonl")], ["--out", "is a file"]),
+        (["pretrain", "--d-sae", "16", "--n-people", "0", "--out", "x"], ["--n-people", "positive"]),
+        (["pretrain", "--d-sae", "16", "--n-people", "-5", "--out", "x"], ["--n-people", "positive"]),
+        (["pretrain", "--d-sae", "16", "--n-people", "99999", "--out", "x"], ["--n-people 99999", "at most"]),
+        ([*pre[:1], "--model", str(root), *pre[3:], "--d-sae", "16"], ["tl_config.json", "save_model"]),
+        (["align", *user, "--sae", stage1_sae, "--out", "x", "--epochs", "-3"], ["--epochs", "positive"]),
+        (["align", "--model", str(root / "model"), "--sae", stage1_sae, "--out", "x"], ["--ontology"]),
+        (["align", *user, "--sae", str(root / "nope"), "--out", "x"], ["--sae", "no such folder"]),
+        (["align", "--sae", stage1_sae, "--out", "x", "--ontology", "missing.jsonl"], ["--ontology", "no such"]),
+        (["eval", *user, "--sae", stage1_sae, "--stage1", aligned_sae, "--out", "x"], ["swap --sae and --stage1"]),
+        (["demo", "--out", str(root / "concepts.jsonl")], ["--out", "is a file"]),
+        (["demo", "--n-people", "0"], ["--n-people", "positive"]),
+        (["demo", "--device", "tpu"], ["--device", "cpu"]),
+        (["train-base", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
+        (["train-base", "--out", "x", "--n-people", "-1"], ["--n-people", "positive"]),
+        (["publish", str(root / "nope"), "a/b", "--sae-id", "s", "--dry-run"], ["SAE_DIR", "no such folder"]),
+        (["pretrain", "--out", "x"], ["--d-sae"]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def usage_root(user_files, tiny_model):
+    """user_files plus an (untrained) plain Stage-1 SAE and an aligned SAE made from it."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from align_lens.saes.aligned import aligned_from_sae
+
+    stage1 = StandardSAE(StandardSAEConfig(d_in=tiny_model.cfg.d_model, d_sae=16))
+    stage1.cfg.metadata.hook_name = HOOK
+    stage1.save_model(user_files / "usage_stage1")
+    aligned_from_sae(stage1, CONCEPTS).save_model(user_files / "usage_aligned")
+    return user_files
+
+
+def test_usage_errors_are_one_line_with_exit_status_2(usage_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for argv, words in _usage_cases(usage_root):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        assert _error_lines(err) == 1 and "Traceback" not in err, (argv, err)
+        assert all(w in err for w in words), (argv, err)
+    assert not (tmp_path / "x").exists()
+
+
+def test_debug_shows_the_traceback(usage_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="--k 9"):
+        main(
+            ["pretrain", "--model", str(usage_root / "model"), "--hook", HOOK, "--texts", "t", "--d-sae", "8"]
+            + ["--k", "9", "--out", "x", "--debug"]
+        )
+
+
+def test_defaults_come_from_the_config_dataclasses():
+    parser = build_parser()
+    align = parser.parse_args(["align", "--sae", "s", "--out", "o"])
+    assert align.epochs == AlignConfig().epochs and align.batch_size == AlignConfig().batch_size
+    assert align.binding == AlignConfig().binding and align.device == "cpu"
+    demo = parser.parse_args(["demo"])
+    assert demo.epochs == DemoConfig().align.epochs == default_of(DemoConfig, "align.epochs")
+    assert demo.hook_name == DemoConfig().hook_name and demo.out_dir == DemoConfig().out_dir
+
+
+def _commands() -> list[str]:
+    parser = build_parser()
+    return list(next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_subcommand_has_help_with_device(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "usage" in out.lower() and "--device" in out and "--debug" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("command", _commands())
+def test_every_subcommand_refuses_a_missing_device_in_one_line(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    required = {"publish": ["sae", "a/b", "--sae-id", "s"], "eval": ["--sae", "s"], "align": ["--sae", "s"]}
+    argv = [command, *required.get(command, []), "--out", "o", "--d-sae", "8", "--device", "cuda"]
+    with pytest.raises(SystemExit) as exit_:
+        main([a for a in argv if command == "pretrain" or a not in ("--d-sae", "8")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and _error_lines(err) == 1 and "CUDA is not available" in err, err
+    assert not list(tmp_path.iterdir())  # nothing written, not even --out
+
+
+def test_align_refuses_a_non_empty_out_and_keeps_it(usage_root, tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep").write_text("precious")
+    argv = ["align", "--model", str(usage_root / "model"), "--ontology", str(usage_root / "concepts.jsonl")]
+    assert main([*argv, "--sae", str(usage_root / "usage_stage1"), "--out", str(tmp_path / "x")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "x" / "keep").read_text() == "precious"
+
+
+def test_hub_is_a_library_without_its_own_command_line():
+    import align_lens.hub as hub
+
+    assert not hasattr(hub, "publish_main") and not hasattr(hub, "_publish_parser")
+
+
+def test_demo_overwrite_replaces_only_a_folder_a_demo_wrote(tmp_path, capsys):
+    from align_lens.worlds.demo import MARKER, _commit, _prepare
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert main(["demo", "--overwrite", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert _error_lines(err) == 1 and MARKER in err and "not written by the demo" in err
+    assert (mine / "thesis.tex").read_text() == "precious"
+
+    out = tmp_path / "demo"
+    _commit(_prepare(out, overwrite=False), out)  # an earlier (empty) demo run
+    assert (out / MARKER).is_file()
+    stage = _prepare(out, overwrite=True)
+    (stage / "results.json").write_text("{}")
+    _commit(stage, out)
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "results.json"]
+
+
+def test_publish_dry_run_lists_sparsity_and_the_ontology_only_when_given(usage_root, capsys):
+    from safetensors.torch import save_file
+
+    sae = usage_root / "usage_aligned"
+    save_file({"sparsity": torch.zeros(16 + len(CONCEPTS))}, sae / "sparsity.safetensors")
+    argv = ["publish", str(sae), "you/x", "--sae-id", "layer_0", "--dry-run", "--no-plain"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "you/x/layer_0/sparsity.safetensors" in out and "ontology.json" not in out and "-plain" not in out
+    assert main([*argv, "--ontology", str(usage_root / "concepts.jsonl")]) == 0
+    assert "you/x/layer_0/ontology.json" in capsys.readouterr().out
+    assert main(["publish", str(sae), "you/x", "--sae-id", "", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert _error_lines(err) == 1 and "sae_id" in err
+    json.loads((sae / "cfg.json").read_text())  # the input folder is untouched and valid
+
+
+def test_world_pretrain_with_checkpoints_then_align(tmp_path, capsys):
+    """Without --model: the shipped model, its world's corpus and ontology, the demo's hook."""
+    s1, out = tmp_path / "s1", tmp_path / "aligned"
+    ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoints", "1"]
+    assert (
+        main(["pretrain", "--out", str(s1), "--n-people", "30", "--d-sae", "128", "--k", "8", "--steps", "40", *ckpt])
+        == 0
+    )
+    assert list((tmp_path / "ckpt").glob("*/trainer_state.pt"))
+    assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
+    aligned = SAE.load_from_disk(out)
+    assert isinstance(aligned, AlignedSAE) and aligned.cfg.metadata.hook_name == DemoConfig().hook_name
+    assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+    assert "binding accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_reduced_demo_from_the_command_line_on_cpu_then_overwrite(tmp_path, capsys):
+    from align_lens.worlds.demo import MARKER
+
+    out = tmp_path / "demo"
+    small = ["--n-people", "40", "--d-sae", "256", "--k", "8", "--stage1-steps", "60", "--epochs", "2"]
+    argv = ["demo", "--device", "cpu", "--out", str(out), *small, "--batch-size", "128", "--swap-items", "4"]
+    assert main(argv) == 0
+    assert "binding accuracy" in capsys.readouterr().out and (out / MARKER).is_file()
+    first = (out / "results.json").read_text()
+    assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err  # refuses without --overwrite
+    assert main([*argv, "--overwrite", "--seed", "1"]) == 0
+    assert (out / "results.json").read_text() != first and (out / "aligned_sae" / "cfg.json").is_file()

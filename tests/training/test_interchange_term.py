@@ -1,0 +1,67 @@
+"""The optional Stage-2 interchange term: differentiable in the SAE, lowered by training on it."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from align_lens.training.interchange import CounterfactualBatch, InterchangeObjective, swap_pairs
+
+
+def test_counterfactual_batch_targets_only_answer_tokens(trained):
+    model = trained["model"]
+    ex = trained["ontology"].select("train")[:2]
+    batch = CounterfactualBatch(model, [e.prompt for e in ex], [e.answer for e in ex])
+    toks, last, targets, lengths = batch.rows([0, 1], "cpu")
+    for r in range(2):
+        n_prompt = len(batch.prompt_toks[r])
+        assert int(last[r]) == n_prompt - 1
+        answer = targets[r][targets[r] != -100].tolist()
+        assert answer == batch.answer_toks[r]
+        assert toks[r, n_prompt : n_prompt + len(answer) - 1].tolist() == answer[:-1]
+
+
+def test_swap_pairs_skip_same_answers():
+    from align_lens.ontology import Example
+
+    ex = [Example("p", "A", "x", "e1"), Example("q", "B", "x", "e1"), Example("r", "C", "y", "e1")]
+    lookup = {("e1", "A"): "x", ("e1", "B"): "x", ("e1", "C"): "y"}
+    assert swap_pairs(ex, ["A", "B", "C"], lookup) == [(0, 0, 2, "y"), (1, 1, 2, "y"), (2, 2, 0, "x"), (2, 2, 1, "x")]
+
+
+def test_interchange_term_trains_the_slots(trained):
+    model, ont = trained["model"], trained["ontology"]
+    aligned = copy.deepcopy(trained["aligned"])
+    train = ont.select("train")[:12]  # a fixed pool: every call uses all of its pairs
+    obj = InterchangeObjective(model, trained["hook"], train, ont.names, batch_size=10**6, seed=0)
+    before = float(obj(aligned))
+    opt = torch.optim.Adam([aligned.W_dec, aligned.W_enc, aligned.b_enc], lr=3e-3)
+    for _ in range(30):
+        loss = obj(aligned)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(p.grad is None for p in model.parameters())  # the model stays frozen
+    after = float(obj(aligned))
+    assert after < 0.8 * before, (before, after)
+
+
+def test_align_records_the_interchange_term_and_needs_the_model(trained):
+    import pytest
+
+    from align_lens import AlignConfig, align
+
+    ont, sae = trained["ontology"], trained["sae"]
+    cfg = AlignConfig(steps=3, interchange_weight=1.0, interchange_batch_size=8, progress=False, warmup_steps=1)
+    with pytest.raises(ValueError, match="model="):
+        align(sae, ont, activations=trained["train_acts"], config=cfg)
+    aligned = align(sae, ont, model=trained["model"], activations=trained["train_acts"], config=cfg)
+    steps = aligned.history.steps
+    assert len(steps) == 3 and all(s["interchange"] > 0 for s in steps)
+    assert all(
+        "interchange" not in s
+        for s in align(
+            sae, ont, activations=trained["train_acts"], config=AlignConfig(steps=2, progress=False, warmup_steps=1)
+        ).history.steps
+    )
