@@ -41,22 +41,7 @@ CONFIGS = {
     "old default": {},
     "window 50": {"dead_feature_window": 50},
     "window 50, b_dec mean": {"dead_feature_window": 50, "init_b_dec": "mean"},
-    "window 50, b_dec mean, aux 1/32": {
-        "dead_feature_window": 50,
-        "init_b_dec": "mean",
-        "aux_loss_coefficient": 1 / 32,
-    },
-    "window 50, b_dec mean, aux 4": {"dead_feature_window": 50, "init_b_dec": "mean", "aux_loss_coefficient": 4.0},
     "window 50, b_dec mean, k 32": {"dead_feature_window": 50, "init_b_dec": "mean", "k": 32},
-    "window 50, b_dec mean, d_sae 512": {"dead_feature_window": 50, "init_b_dec": "mean", "d_sae": 512},
-    "window 50, b_dec mean, d_sae 512, k 32": {
-        "dead_feature_window": 50,
-        "init_b_dec": "mean",
-        "d_sae": 512,
-        "k": 32,
-    },
-    "window 50, b_dec mean, lr 3e-3": {"dead_feature_window": 50, "init_b_dec": "mean", "lr": 3e-3},
-    "window 50, b_dec mean, 3000 steps": {"dead_feature_window": 50, "init_b_dec": "mean", "steps": 3000},
     "window 50, b_dec mean, k 32, d_sae 512, + last tokens": {
         "dead_feature_window": 50,
         "init_b_dec": "mean",
@@ -96,6 +81,9 @@ CONFIGS = {
         "last_tokens": 3,
     },
 }
+CHOSEN = CONFIGS["window 50, b_dec mean, k 64, d_sae 512, lr 3e-3, + last tokens"]
+CONFIGS["chosen, aux-k coefficient 1/32"] = CHOSEN | {"aux_loss_coefficient": 1 / 32}
+CONFIGS["chosen, aux-k coefficient 4"] = CHOSEN | {"aux_loss_coefficient": 4.0}
 
 
 def demo_data(cache: str | None):

@@ -38,8 +38,8 @@ class GrokkingConfig:
 
     out_dir: str = "runs/grokking"
     model_dir: str | None = None  # an implicit model with checkpoints; None: train one into out_dir/model
-    steps: int = 7000
-    checkpoint_every: int = 500
+    steps: int = 5000
+    checkpoint_every: int = 250
     n_entities: int = 100
     n_relations: int = 20
     world_seed: int = 0

@@ -34,6 +34,8 @@ from align_lens.worlds.two_hop import TwoHopWorld, select_step
 
 @dataclass
 class StudyConfig:
+    """Settings of `run_two_hop_study`; the defaults produced the numbers in docs/results.md ("Two-hop")."""
+
     hook_name: str = "blocks.0.hook_resid_mid"  # relation slots and swaps (measured best for swaps)
     entity_hook_name: str = "blocks.3.hook_resid_post"  # bridge-entity slots (the bridge is computed late)
     n_train: int = 3000  # training compositions for the ontologies
