@@ -18,7 +18,7 @@ BUDGET_S = 600.0
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", default="runs/bench_grokking")
-    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()

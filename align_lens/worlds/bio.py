@@ -166,7 +166,7 @@ QA_FORMAT = "Q: {q} A:"
 EOS = "<eos>"
 
 
-def _invented_words(rng: random.Random, k: int, taken: set[str]) -> list[str]:
+def invented_words(rng: random.Random, k: int, taken: set[str]) -> list[str]:
     """`k` new capitalised two-syllable words, none in `taken` (which is updated)."""
     out: list[str] = []
     while len(out) < k:
@@ -244,10 +244,10 @@ class BioWorld:
             raise ValueError(f"name_pool {pool} gives only {pool * pool} names for {self.n_people} people")
         rng = random.Random(self.seed)
         taken = {w for t in _all_fixed_text() for w in t.split()}
-        firsts, lasts = _invented_words(rng, pool, taken), _invented_words(rng, pool, taken)
-        cities = _invented_words(rng, self.n_cities, taken)
-        universities = [w + "_University" for w in _invented_words(rng, self.n_universities, taken)]
-        employers = [w + "_Corp" for w in _invented_words(rng, self.n_employers, taken)]
+        firsts, lasts = invented_words(rng, pool, taken), invented_words(rng, pool, taken)
+        cities = invented_words(rng, self.n_cities, taken)
+        universities = [w + "_University" for w in invented_words(rng, self.n_universities, taken)]
+        employers = [w + "_Corp" for w in invented_words(rng, self.n_employers, taken)]
         headquarters = {e: rng.choice(cities) for e in employers}
         names = rng.sample([f"{f} {last}" for f in firsts for last in lasts], self.n_people)
         self.people = []

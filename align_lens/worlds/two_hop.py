@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from align_lens.ontology import Concept, Example, Ontology
-from align_lens.worlds.bio import _invented_words
+from align_lens.worlds.bio import invented_words
 
 NOUNS = (
     "friend",
@@ -121,7 +121,7 @@ class TwoHopWorld:
     def _build_random(self, rng: random.Random, taken: set[str]) -> None:
         if self.n_entities < 3:
             raise ValueError(f"n_entities must be at least 3, got {self.n_entities}")
-        self.entities = _invented_words(rng, self.n_entities, taken)
+        self.entities = invented_words(rng, self.n_entities, taken)
         self.facts = {
             (e, r): rng.choice([x for x in self.entities if x != e]) for e in self.entities for r in self.relations
         }
@@ -142,7 +142,7 @@ class TwoHopWorld:
         self.splits = {"train": train, "heldout": heldout, "ood": ood}
 
     def _build_layered(self, rng: random.Random, taken: set[str]) -> None:
-        groups = [_invented_words(rng, self.layer_size, taken) for _ in range(3)]
+        groups = [invented_words(rng, self.layer_size, taken) for _ in range(3)]
         self.entities = [e for g in groups for e in g]
         self.facts = {}
         for src, dst in ((groups[0], groups[1]), (groups[1], groups[2])):
