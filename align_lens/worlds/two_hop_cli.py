@@ -22,6 +22,7 @@ def cmd_train_two_hop(a: argparse.Namespace) -> int:
         a.out,
         a.format,
         steps=a.steps,
+        lr=a.lr,
         seed=a.seed,
         device=a.device,
         threads=a.threads,
@@ -58,6 +59,7 @@ def cmd_grokking(a: argparse.Namespace) -> int:
         model_dir=a.model,
         steps=a.steps,
         checkpoint_every=a.checkpoint_every,
+        lr=a.lr,
         n_entities=a.n_entities,
         hook_name=a.hook,
         seed=a.seed,
@@ -96,6 +98,7 @@ def add_two_hop_commands(subparsers) -> None:
     t.add_argument("--n-entities", type=int, default=100)
     t.add_argument("--world-seed", type=int, default=0)
     t.add_argument("--steps", type=int, default=_default(train, "steps"))
+    t.add_argument("--lr", type=float, default=_default(train, "lr"))
     t.add_argument("--checkpoint-every", type=int, default=_default(train, "checkpoint_every"), help="0: none")
     t.add_argument("--eval-every", type=int, default=_default(train, "eval_every"))
     t.add_argument("--threads", type=int, default=_default(train, "threads"))
@@ -113,6 +116,7 @@ def add_two_hop_commands(subparsers) -> None:
     _common(g, GrokkingConfig.out_dir)
     g.add_argument("--model", default=None, help="implicit model folder with checkpoints (default: train one)")
     g.add_argument("--steps", type=int, default=GrokkingConfig.steps)
+    g.add_argument("--lr", type=float, default=GrokkingConfig.lr, help="learning rate of the implicit model")
     g.add_argument("--checkpoint-every", type=int, default=GrokkingConfig.checkpoint_every)
     g.add_argument("--n-entities", type=int, default=GrokkingConfig.n_entities)
     g.add_argument("--hook", default=GrokkingConfig.hook_name)
