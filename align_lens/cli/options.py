@@ -86,22 +86,6 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    """An integer ≥ 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer ≥ 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {value}")
-    return value
-
-
 def _float(text: str) -> float:
     try:
         value = float(text)
@@ -112,20 +96,22 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
+def _at_least(parse, low: float, strict: bool, need: str):
+    """An argparse type: `parse(text)`, then a one-line error unless the value is > low (strict) or ≥ low."""
+
+    def check(text: str):
+        value = parse(text)
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {need}, got {text.strip()}")
+        return value
+
+    return check
 
 
-def non_negative_float(text: str) -> float:
-    """A finite number ≥ 0."""
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
-    return value
+positive_int = _at_least(_int, 1, False, "a positive integer")
+non_negative_int = _at_least(_int, 0, False, "an integer ≥ 0")
+positive_float = _at_least(_float, 0.0, True, "a number > 0")
+non_negative_float = _at_least(_float, 0.0, False, "a number ≥ 0")
 
 
 def device(text: str) -> str:

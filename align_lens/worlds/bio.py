@@ -7,14 +7,13 @@ the cue word alone says which relation is asked; held-out templates use frames n
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from align_lens.ontology import Concept, Example, Ontology, index_of
+from align_lens.worlds.params import SavedParams
 
 RELATIONS = ("BIRTH_DATE", "BIRTH_CITY", "UNIVERSITY", "MAJOR", "EMPLOYER", "WORK_CITY")
 
@@ -216,7 +215,7 @@ def question_templates() -> list[Template]:
 
 
 @dataclass
-class BioWorld:
+class BioWorld(SavedParams):
     """N people with BIRTH_DATE, BIRTH_CITY, UNIVERSITY, MAJOR, EMPLOYER and WORK_CITY (= the employer's city)."""
 
     n_people: int = 1000
@@ -342,18 +341,6 @@ class BioWorld:
         ]
         kept = [e for e in base.examples if e.split != split]
         return Ontology(base.concepts, kept + new)
-
-    # ---- parameters ----------------------------------------------------------------------
-    def params(self) -> dict:
-        """The generating parameters; `BioWorld(**params)` rebuilds the same world."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.params(), indent=1))
-
-    @classmethod
-    def load(cls, path: str | Path) -> BioWorld:
-        return cls(**json.loads(Path(path).read_text()))
 
 
 def _phrasing(text: str) -> Template:

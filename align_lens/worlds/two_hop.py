@@ -20,14 +20,13 @@ written). Both steps use the same relation concepts. `entity_ontology` labels th
 
 from __future__ import annotations
 
-import json
 import random
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Literal
 
 from align_lens.ontology import Concept, Example, Ontology
 from align_lens.worlds.bio import invented_words
+from align_lens.worlds.params import SavedParams
 
 NOUNS = (
     "friend",
@@ -87,7 +86,7 @@ FRAMES["c0"] = COMPACT_FRAME
 
 
 @dataclass
-class TwoHopWorld:
+class TwoHopWorld(SavedParams):
     """Entities, relations, atomic facts and the three composition splits (see the module docstring)."""
 
     n_entities: int = 100
@@ -272,16 +271,6 @@ class TwoHopWorld:
         return Ontology([Concept(e, "bridge entity") for e in self.bridges() if e in used], examples)
 
     # ---- parameters -------------------------------------------------------------------------
-    def params(self) -> dict:
-        """The generating parameters; `TwoHopWorld(**params)` rebuilds the same world."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.params(), indent=1))
-
-    @classmethod
-    def load(cls, path: str | Path) -> TwoHopWorld:
-        return cls(**json.loads(Path(path).read_text()))
 
     def summary(self) -> dict[str, int]:
         return {
