@@ -265,7 +265,7 @@ def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: i
 
 # ---- shipped model ------------------------------------------------------------------------
 def load_base_model(path: str | Path | None = None, device: str = "cpu"):
-    """The trained base model (default: the one shipped in align_lens/data/base_model)."""
+    """The trained base model (default: the one shipped in align_lens/worlds/data/base_model)."""
     return load_model(path or DATA_DIR, device=device)
 
 

@@ -35,7 +35,7 @@ def test_interchange_term_trains_the_slots(trained):
     aligned = copy.deepcopy(trained["aligned"])
     train = ont.select("train")[:12]  # a fixed pool: every call uses all of its pairs
     obj = InterchangeObjective(model, trained["hook"], train, ont.names, batch_size=10**6, seed=0)
-    before = float(obj(aligned))
+    before = obj(aligned).item()
     opt = torch.optim.Adam([aligned.W_dec, aligned.W_enc, aligned.b_enc], lr=3e-3)
     for _ in range(30):
         loss = obj(aligned)
@@ -43,7 +43,7 @@ def test_interchange_term_trains_the_slots(trained):
         loss.backward()
         opt.step()
     assert all(p.grad is None for p in model.parameters())  # the model stays frozen
-    after = float(obj(aligned))
+    after = obj(aligned).item()
     assert after < 0.8 * before, (before, after)
 
 
