@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 from pathlib import Path
+
+from align_lens.cli.options import default_of
 
 
 def cmd_train_two_hop(a: argparse.Namespace) -> int:
@@ -73,11 +74,6 @@ def cmd_grokking(a: argparse.Namespace) -> int:
     return 0
 
 
-def _default(fn, name: str):
-    """Default of parameter `name` of `fn` (so each default lives in the library)."""
-    return inspect.signature(fn).parameters[name].default
-
-
 def _common(p: argparse.ArgumentParser, out_default: str | None) -> None:
     p.add_argument("--out", default=out_default, required=out_default is None, help="output folder")
     p.add_argument("--seed", type=int, default=0)
@@ -97,11 +93,11 @@ def add_two_hop_commands(subparsers) -> None:
     t.add_argument("--phrasing", choices=["natural", "compact"], default="natural")
     t.add_argument("--n-entities", type=int, default=100)
     t.add_argument("--world-seed", type=int, default=0)
-    t.add_argument("--steps", type=int, default=_default(train, "steps"))
-    t.add_argument("--lr", type=float, default=_default(train, "lr"))
-    t.add_argument("--checkpoint-every", type=int, default=_default(train, "checkpoint_every"), help="0: none")
-    t.add_argument("--eval-every", type=int, default=_default(train, "eval_every"))
-    t.add_argument("--threads", type=int, default=_default(train, "threads"))
+    t.add_argument("--steps", type=int, default=default_of(train, "steps"))
+    t.add_argument("--lr", type=float, default=default_of(train, "lr"))
+    t.add_argument("--checkpoint-every", type=int, default=default_of(train, "checkpoint_every"), help="0: none")
+    t.add_argument("--eval-every", type=int, default=default_of(train, "eval_every"))
+    t.add_argument("--threads", type=int, default=default_of(train, "threads"))
     t.set_defaults(func=cmd_train_two_hop)
 
     s = subparsers.add_parser("two-hop-study", help="step-wise binding, entity binding and swaps at each hop")
