@@ -57,10 +57,13 @@ def resolve_hook(model: HookedTransformer, hook_name: str) -> str:
     )
 
 
-def residual_hooks(model: HookedTransformer) -> list[str]:
-    """All residual-stream hooks, in forward order (resid_pre 0, resid_post 0, ..., resid_post L-1)."""
+def residual_hooks(model: HookedTransformer, mid: bool = False) -> list[str]:
+    """All residual-stream hooks, in forward order (resid_pre 0, resid_post 0, ..., resid_post L-1); with `mid`,
+    each block's `hook_resid_mid` (after attention, before the MLP) before its `hook_resid_post`."""
     n = model.cfg.n_layers
-    return ["blocks.0.hook_resid_pre"] + [f"blocks.{i}.hook_resid_post" for i in range(n)]
+    has_mid = mid and not (model.cfg.attn_only or model.cfg.parallel_attn_mlp)
+    per_block = [[f"blocks.{i}.hook_resid_mid"] * has_mid + [f"blocks.{i}.hook_resid_post"] for i in range(n)]
+    return ["blocks.0.hook_resid_pre"] + [h for block in per_block for h in block]
 
 
 def stop_layer(hook_name: str) -> int | None:

@@ -7,7 +7,8 @@ train people's training-template prompts), then on the *test* people only:
   binding on held-out templates and on new phrasings that are in no split (silent prompts count as misses),
   slot fire rate on the test people's biography tokens, explained variance (Stage 1 and aligned) on the test
   people's tokens, dead fraction on the Stage-1 corpus, spliced task accuracy (no error term, last token),
-  swaps for aligned slots (delta / paper modes), DiffMean, DAS and the Stage-1 SAE's best latents, each with its
+  swaps for aligned slots (delta / paper modes), DiffMean, DAS (one shared rank-8 subspace, and rank 4 per
+  relation) and the Stage-1 SAE's best latents, each with its
   (mode, α) chosen on the *validation* people (`analysis.protocol.honest_swap`); the best α on the test trials is
   printed beside it as an upper bound. `--interchange W` also trains Stage 2 with the interchange term at weight
   W and reports it as a second aligned row. Writes results.json under --out and prints markdown tables.
@@ -124,7 +125,9 @@ def tune(args, cfg, model, world, full, people, train_ont, bio_of, hook, stage1,
         aligned = align(stage1, train_ont, model=model, activations=train_last, unlabelled=extra, config=ac)
         secs = time.perf_counter() - t
         r = fidelity_binding(model, world, full, people["val"], bio_of, hook, stage1, corpus, {"a": aligned})
-        sw = evaluate_swaps(model, aligned, val_held, (1.0, 1.25, 1.5, 2.0), max_items=args.val_items, lookup=full)
+        sw = evaluate_swaps(
+            model, aligned, val_held, (0.5, 0.75, 1.0, 1.25, 1.5, 2.0), max_items=args.val_items, lookup=full
+        )
         a, best = sw.best("exact")
         ra, r1, rc = r["a"], r["stage 1"], r["clean model"]
         print(
@@ -145,7 +148,8 @@ def main() -> None:
     ap.add_argument("--das-steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--stage1-cache", help="save / load the Stage-1 SAE here (folder)")
+    ap.add_argument("--stage1-cache", help="save / load the Stage-1 SAE here (folder; one per hook)")
+    ap.add_argument("--hook", help="hook of the SAEs and edits (default: the demo's, DemoConfig.hook_name)")
     ap.add_argument(
         "--tune",
         nargs="*",
@@ -155,6 +159,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = DemoConfig(progress=False)
+    if args.hook:
+        cfg = replace(cfg, hook_name=args.hook)
     if args.quick:
         cfg = replace(cfg, stage1_steps=100, align=replace(cfg.align, epochs=1))
         args.das_steps, args.val_items = 20, 5
@@ -186,6 +192,9 @@ def main() -> None:
     t = time.perf_counter()
     if args.stage1_cache and Path(args.stage1_cache).exists():
         stage1 = SAE.load_from_disk(args.stage1_cache)
+        cached_hook = stage1.cfg.metadata.hook_name if stage1.cfg.metadata else None
+        if cached_hook != hook:
+            raise SystemExit(f"--stage1-cache {args.stage1_cache} holds an SAE for {cached_hook}, not {hook}")
     else:
         stage1 = pretrain_sae(corpus, hook_name=hook, seed=cfg.seed, **cfg.stage1_options())
         if args.stage1_cache:
@@ -226,6 +235,16 @@ def main() -> None:
         model, train_ont.select("train"), train_last, names, hook, DASConfig(steps=args.das_steps, seed=cfg.seed)
     )
     out["das_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    das_pc, _ = train_das(
+        model,
+        train_ont.select("train"),
+        train_last,
+        names,
+        hook,
+        DASConfig(rank=4, steps=args.das_steps, seed=cfg.seed, per_concept=True),
+    )
+    out["das_per_relation_s"] = time.perf_counter() - t
     best = stage1_best_latents(stage1, train_last, y_train, names)
     dm = diffmean_directions(train_last, y_train, len(names))
     grid = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -238,6 +257,7 @@ def main() -> None:
     }
     methods["DiffMean"] = [Candidate("diffmean", DirectionEditor(dm["means"], names, hook), grid)]
     methods["DAS"] = [Candidate(f"das rank {das.basis.shape[0]}", das, grid)]
+    methods["DAS per relation"] = [Candidate(f"das rank {das_pc.basis.shape[1]} per relation", das_pc, grid)]
     methods["stage-1 best latents"] = [Candidate("delta", stage1_editor(stage1, best, hook), (0.5, 1.0, 2.0, 4.0))]
     swaps = {}
     for label, cands in methods.items():

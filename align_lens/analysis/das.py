@@ -5,10 +5,12 @@ Training (Geiger et al.'s interchange-intervention training): a base prompt asks
 source prompt asks relation B about another entity; the base's residual at the hook, last prompt token, gets the
 source's subspace component, h ← h + R Rᵀ(h_src − h) (R: d × rank, orthonormal columns via
 `torch.nn.utils.parametrizations.orthogonal`), and the frozen model must then answer e's B value (teacher-forced
-cross-entropy of the answer tokens). One subspace is shared by the six relations (they are values of one causal
-variable). The editor (`DASEditor`) uses B's class mean as the source, so it runs in the same swap evaluation as
-every other method: h ← h + α R Rᵀ(mean_B − h) (unit "subspace_mean": α = 1 puts B's mean subspace component in
-place of h's).
+cross-entropy of the answer tokens). By default one subspace is shared by the relations (they are values of one
+causal variable); with `DASConfig.per_concept` each relation owns a rank-`rank` subspace R_c and a swap A → B acts
+in the span of R_A and R_B (orthonormalised), so it can both remove A and write B. The editor (`DASEditor`) uses B's
+class mean as the source, so it runs in the same swap evaluation as every other method:
+h ← h + α Q Qᵀ(mean_B − h), Q = R or orth(R_A, R_B) (unit "subspace_mean": α = 1 puts B's mean subspace component
+in place of h's).
 """
 
 from __future__ import annotations
@@ -31,20 +33,41 @@ from align_lens.training.interchange import CounterfactualBatch, frozen, patched
 
 @dataclass
 class DASConfig:
-    rank: int = 8  # dimension of the learned subspace
+    rank: int = 8  # dimension of the learned subspace (of each relation's, with per_concept)
+    per_concept: bool = False  # one subspace per concept; a swap A → B acts in span(R_A, R_B)
     steps: int = 300
     batch_size: int = 64
     lr: float = 1e-2
     seed: int = 0
 
 
+def _pair_bases(bases: Float[Tensor, "c rank d"], src: Tensor, tgt: Tensor) -> Float[Tensor, "b d k"]:
+    """Orthonormal columns spanning R_src and R_tgt, one basis per row (differentiable)."""
+    return torch.linalg.qr(torch.cat([bases[src], bases[tgt]], dim=1).transpose(1, 2)).Q
+
+
+def subspace_interchange(
+    h: Float[Tensor, "b d"], h_src: Float[Tensor, "b d"], basis: Tensor, src: Tensor, tgt: Tensor
+) -> Float[Tensor, "b d"]:
+    """h + Q Qᵀ(h_src − h): h's component in the subspace replaced by h_src's. `basis` is [rank, d] (shared) or
+    [c, rank, d] (per concept; Q spans the rows' source and target subspaces)."""
+    diff = h_src - h
+    if basis.dim() == 2:
+        return h + (diff @ basis.T) @ basis
+    q = _pair_bases(basis, src, tgt)
+    return h + torch.einsum("bdk,bk->bd", q, torch.einsum("bdk,bd->bk", q, diff))
+
+
 class DASEditor(Editor):
-    """h ← h + α R Rᵀ(mean_B − h): the relation subspace of h replaced (α = 1) by target B's class mean's."""
+    """h ← h + α Q Qᵀ(mean_B − h): the relation subspace of h replaced (α = 1) by target B's class mean's. `basis`
+    is [rank, d] (one shared subspace, Q = basis) or [c, rank, d] (per concept, Q = orth(R_A, R_B))."""
 
     unit = "subspace_mean"
     mode = "das"
 
-    def __init__(self, basis: Float[Tensor, "rank d"], means: Float[Tensor, "c d"], names: Sequence[str], hook_name):
+    def __init__(self, basis: Float[Tensor, "..."], means: Float[Tensor, "c d"], names: Sequence[str], hook_name):
+        if basis.dim() == 3 and len(basis) != len(means):
+            raise ValueError(f"{len(basis)} per-concept bases for {len(means)} concepts")
         self.basis = basis.detach().float()
         self.means = means.detach().float()
         self.names = list(names)
@@ -52,9 +75,10 @@ class DASEditor(Editor):
 
     @torch.no_grad()
     def __call__(self, h: Tensor, src: Tensor, tgt: Tensor, alpha: float) -> Tensor:
-        r = self.basis.to(h.device)
-        diff = self.means.to(h.device)[tgt.to(h.device)] - h.float()
-        return (h.float() + alpha * (diff @ r.T) @ r).to(h.dtype)
+        src, tgt = src.to(h.device), tgt.to(h.device)
+        x = h.float()
+        moved = subspace_interchange(x, self.means.to(h.device)[tgt], self.basis.to(h.device), src, tgt)
+        return (x + alpha * (moved - x)).to(h.dtype)
 
 
 def train_das(
@@ -87,18 +111,26 @@ def train_das(
     d = acts.shape[1]
     if not 1 <= config.rank <= d:
         raise ValueError(f"rank must be in 1..{d}, got {config.rank}")
-    rot = orthogonal(torch.nn.Linear(d, config.rank, bias=False)).to(dev)
-    opt = torch.optim.Adam(rot.parameters(), lr=config.lr)
+    n_bases = len(names) if config.per_concept else 1
+    rots = torch.nn.ModuleList(orthogonal(torch.nn.Linear(d, config.rank, bias=False)) for _ in range(n_bases))
+    rots = rots.to(dev)
+    opt = torch.optim.Adam(rots.parameters(), lr=config.lr)
+
+    def bases() -> Tensor:  # [rank, d] shared, or [c, rank, d]
+        w = torch.stack([r.weight for r in rots])  # pyright: ignore[reportArgumentType]  (parametrized tensors)
+        return w if config.per_concept else w[0]
+
     losses, t0 = [], time.perf_counter()
     with frozen(model):
         for _ in range(config.steps):
             pick = rng.sample(range(len(pairs)), min(config.batch_size, len(pairs)))
             toks, last, targets, _ = batch.rows(pick, dev)
             h_src = acts[[rng.choice(by_concept[pairs[i][2]]) for i in pick]]
+            src = torch.tensor([pairs[i][1] for i in pick], device=dev)
+            tgt = torch.tensor([pairs[i][2] for i in pick], device=dev)
 
-            def edit(h, h_src=h_src):
-                r = rot.weight  # rank x d, orthonormal rows
-                return h + ((h_src - h) @ r.T) @ r
+            def edit(h, h_src=h_src, src=src, tgt=tgt):
+                return subspace_interchange(h, h_src, bases(), src, tgt)
 
             loss = patched_answer_loss(model, hook_name, toks, last, targets, edit)
             opt.zero_grad(set_to_none=True)
@@ -107,6 +139,6 @@ def train_das(
             losses.append(loss.item())
     labels = torch.tensor([names.index(e.concept) for e in examples], device=dev)
     means = torch.stack([acts[labels == c].mean(0) for c in range(len(names))])
-    weight: Tensor = rot.weight  # pyright: ignore[reportAssignmentType]  (a parametrized tensor, not a Module)
-    editor = DASEditor(weight.detach().cpu(), means.cpu(), names, hook_name)
+    with torch.no_grad():
+        editor = DASEditor(bases().cpu(), means.cpu(), names, hook_name)
     return editor, {"loss": losses, "seconds": time.perf_counter() - t0}

@@ -14,6 +14,8 @@ import random
 from collections.abc import Sequence
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from align_lens.activations.gather import gather_activations
 from align_lens.evals.decoding import decode_tokens, greedy_decode, max_answer_len, normalize
@@ -67,4 +69,41 @@ def interchange_ceiling(
         "source_person": sum(t == normalize(s.answer) for t, (_, s, _) in zip(texts, trials)) / n,
         "kept": sum(t == normalize(b.answer) for t, (b, _, _) in zip(texts, trials)) / n,
         "n": n,
+    }
+
+
+def interaction_fraction(
+    acts: Float[Tensor, "n d"], entities: Sequence[str], concepts: Sequence[str]
+) -> dict[str, float]:
+    """How additive are entity and concept in `acts`? Averages the rows of each (entity, concept) cell, fits the
+    two-way additive model cell ≈ grand mean + entity effect + concept effect on the complete cells (entities that
+    have every concept), and returns the fractions of the cells' variance in the concept effects (`concept`), the
+    entity effects (`entity`) and the rest (`interaction`). A single edit vector per concept pair can move one
+    concept onto another exactly only where `interaction` is small."""
+    if not len(acts) == len(entities) == len(concepts):
+        raise ValueError(f"{len(acts)} activations for {len(entities)} entities and {len(concepts)} concepts")
+    ents, cons = sorted(set(entities)), sorted(set(concepts))
+    ei = torch.tensor([ents.index(e) for e in entities])
+    ci = torch.tensor([cons.index(c) for c in concepts])
+    x = acts.double()
+    sums = torch.zeros(len(ents), len(cons), x.shape[1], dtype=x.dtype).index_put_((ei, ci), x, accumulate=True)
+    counts = torch.zeros(len(ents), len(cons), dtype=x.dtype).index_put_(
+        (ei, ci), torch.ones(len(x), dtype=x.dtype), accumulate=True
+    )
+    full = (counts > 0).all(1)
+    if full.sum() < 2:
+        raise ValueError("fewer than two entities have every concept: no cells to fit")
+    cells = sums[full] / counts[full].unsqueeze(-1)  # [e, c, d]
+    grand = cells.mean((0, 1))
+    ent = cells.mean(1, keepdim=True) - grand
+    con = cells.mean(0, keepdim=True) - grand
+    rest = cells - grand - ent - con
+    total = (cells - grand).pow(2).sum()
+    e_ss = ent.pow(2).sum() * cells.shape[1]
+    c_ss = con.pow(2).sum() * cells.shape[0]
+    return {
+        "concept": float(c_ss / total),
+        "entity": float(e_ss / total),
+        "interaction": float(rest.pow(2).sum() / total),
+        "n_entities": int(full.sum()),
     }

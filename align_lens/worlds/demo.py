@@ -25,9 +25,10 @@ from align_lens.viz import figures
 from align_lens.viz.report import evaluation_sections, write_report
 from align_lens.worlds.base_model import load_base_model, load_base_world
 
-# Chosen by measurement (docs/results.md, "Choice of hook"): at block 0's output the aligned slots bind
-# held-out templates and swap relations better than at block 1's or 2's output.
-DEFAULT_HOOK = "blocks.0.hook_resid_post"
+# Chosen on validation people (benchmarks/hook_choice.py, docs/results.md "Which hook"): before block 0's MLP the
+# relation (read by attention from the cue word) and the person add up with no interaction, so one edit vector per
+# relation pair swaps exactly; after the MLP they are entangled and every single-vector edit tops out near 0.88.
+DEFAULT_HOOK = "blocks.0.hook_resid_mid"
 MARKER = ".align_lens_demo"  # in every demo output folder: the only folders DemoConfig.overwrite replaces
 
 
@@ -160,6 +161,7 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
         model_name="align_lens/bio-tiny",
         seed=cfg.seed,
         device=cfg.device,
+        progress=cfg.progress,
     )
     timings["stage1_s"] = time.perf_counter() - t
 

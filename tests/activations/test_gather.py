@@ -53,6 +53,15 @@ def test_stop_layer_and_residual_hooks(tiny_model):
         "blocks.0.hook_resid_post",
         "blocks.1.hook_resid_post",
     ]
+    with_mid = residual_hooks(tiny_model, mid=True)
+    assert with_mid == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_mid",
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_mid",
+        "blocks.1.hook_resid_post",
+    ]
+    assert all(h in tiny_model.hook_dict for h in with_mid)
 
 
 def test_token_activations_skip_padding_and_bos(tiny_model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from align_lens.analysis.das import DASConfig, DASEditor, train_das
@@ -32,4 +33,29 @@ def test_train_das_learns_and_swaps(trained):
     assert last < 0.7 * first, (first, last)
     res = evaluate_swaps(model, editor, trained["heldout_sample"], alphas=(0.0, 1.0), lookup=ont, max_items=3)
     assert res.success["exact"][0] == 0.0  # α = 0 leaves the model answering A
+    assert res.success["exact"][1] > 0.3
+
+
+def test_per_concept_editor_acts_in_the_span_of_source_and_target():
+    bases = torch.tensor([[[1.0, 0, 0]], [[0, 1.0, 0]], [[0, 0, 1.0]]])  # concept c owns axis c
+    means = torch.tensor([[5.0, 0, 0], [0, 7.0, 0], [0, 0, 9.0]])
+    ed = DASEditor(bases, means, ["a", "b", "c"], "hook")
+    h = torch.tensor([[4.0, 1, 1]])
+    moved = ed(h, torch.tensor([0]), torch.tensor([1]), 1.0)
+    assert torch.allclose(moved, torch.tensor([[0.0, 7, 1]]))  # axes a and b take mean_b's values, c untouched
+    with pytest.raises(ValueError, match="per-concept bases"):
+        DASEditor(bases[:2], means, ["a", "b", "c"], "hook")
+
+
+def test_train_das_per_concept(trained):
+    model, ont, hook = trained["model"], trained["ontology"], trained["hook"]
+    config = DASConfig(rank=2, steps=40, batch_size=32, per_concept=True)
+    editor, info = train_das(model, ont.select("train"), trained["train_acts"], ont.names, hook, config)
+    r = editor.basis
+    assert r.shape == (len(ont.names), 2, model.cfg.d_model)
+    assert torch.allclose(r @ r.transpose(1, 2), torch.eye(2).expand(len(ont.names), 2, 2), atol=1e-4)
+    first, last = sum(info["loss"][:5]) / 5, sum(info["loss"][-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+    res = evaluate_swaps(model, editor, trained["heldout_sample"], alphas=(0.0, 1.0), lookup=ont, max_items=3)
+    assert res.success["exact"][0] == 0.0
     assert res.success["exact"][1] > 0.3
