@@ -95,6 +95,7 @@ def binding_at_checkpoint(model, world: TwoHopWorld, cfg: GrokkingConfig) -> dic
         hook_name=cfg.hook_name,
         seed=cfg.seed,
         device=cfg.device,
+        progress=cfg.progress,
     )
     out = {}
     for name, (onto, pos) in sites.items():

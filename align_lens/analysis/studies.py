@@ -61,7 +61,7 @@ def layer_sweep(
         kw = _stage1_kwargs(model, stage1_kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sae = pretrain_sae(train, hook_name=hook, **kw)
+            sae = pretrain_sae(train, hook_name=hook, progress=progress, **kw)
             aligned = align(sae, ontology, activations=train, config=replace(cfg, hook_name=hook))
         row = {"hook": hook, "layer": i} | headline(evaluate(model, aligned, ontology, ev, acts=acts))
         best = stage1_best_latents(
@@ -142,7 +142,7 @@ def ablations(
     kw = _stage1_kwargs(model, stage1_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stage1 = pretrain_sae(train, hook_name=hook, seed=seed, **kw)
+        stage1 = pretrain_sae(train, hook_name=hook, seed=seed, progress=base.progress, **kw)
     configs = {
         "full": base,
         "no decorrelation": replace(base, decorrelation_weight=0.0),

@@ -123,6 +123,7 @@ def run_two_hop_study(model, world: TwoHopWorld, cfg: StudyConfig | None = None)
             hook_name=hook,
             seed=cfg.seed,
             device=cfg.device,
+            progress=cfg.progress,
         )
 
     align_cfg = AlignConfig(epochs=cfg.align_epochs, seed=cfg.seed, device=cfg.device, progress=cfg.progress)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Literal
+from unittest import mock
 
 import torch
 from jaxtyping import Float
@@ -15,8 +17,10 @@ from sae_lens.config import SAETrainerConfig
 from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.training import sae_trainer
 from sae_lens.training.sae_trainer import SAETrainer
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from align_lens.activations.store import ActivationStore
 from align_lens.training import checkpoint, data, validation
@@ -113,6 +117,7 @@ def pretrain_sae(
     device: str = "cpu",
     checkpoint_dir: str | Path | None = None,
     n_checkpoints: int = 0,
+    progress: bool = True,
 ) -> SAE:
     """Train a `d_sae`-latent SAE on `activations` with `sae_lens.SAETrainer`; returns the inference SAE.
 
@@ -120,6 +125,7 @@ def pretrain_sae(
     `dead_feature_window` steps reconstruct the residual (keep the window well below `steps`, or it never acts).
     `init_b_dec="mean"` starts the decoder bias at the activations' mean (zeros: SAELens' default).
     With `checkpoint_dir` and `n_checkpoints > 0`, an interrupted run resumes from its latest checkpoint.
+    `progress=False` hides SAELens' progress bar.
     `activations` may be an `ActivationStore`: its rows are then streamed batch by batch.
     """
     source = data.as_rows(activations, device=device)
@@ -189,7 +195,8 @@ def pretrain_sae(
     sample = data.rows_of(source, torch.arange(min(4096, len(source))), device, torch.float32)
     fvu_start = _fvu(sae, sample)
     trainer.data_provider = _batches(source, batch_size, seed, device, skip=trainer.n_training_steps)
-    trainer.fit()
+    with mock.patch.object(sae_trainer, "tqdm", partial(tqdm, disable=not progress)):
+        trainer.fit()
     validation.check_trained(sae, trainer.n_training_steps, fvu_start, _fvu(sae, sample), "Stage 1 (pretrain_sae)")
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)

@@ -28,3 +28,10 @@ def test_short_dead_window_and_mean_b_dec_revive_latents():
 def test_unknown_b_dec_start_is_refused():
     with pytest.raises(ValueError, match="init_b_dec"):
         pretrain_sae(_acts(), d_sae=32, k=4, steps=2, batch_size=256, init_b_dec="median")
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_flag_controls_saelens_bar(progress, capsys):
+    pretrain_sae(_acts(), d_sae=32, k=4, steps=3, batch_size=256, progress=progress)
+    err = capsys.readouterr().err
+    assert ("Training SAE" in err) == progress
