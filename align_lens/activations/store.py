@@ -160,8 +160,13 @@ class _Writer:
 
     def __init__(self, path: str | Path, job: dict, meta: dict):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         manifest_path = self.path / MANIFEST
+        if self.path.is_dir() and not manifest_path.exists() and any(self.path.iterdir()):
+            raise FileExistsError(
+                f"{self.path} is a non-empty folder but not an activation store (no {MANIFEST}); nothing was "
+                "written: choose an empty or new folder for the store."
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
         if manifest_path.exists():
             old = json.loads(manifest_path.read_text())
             differs = sorted(k for k in set(old.get("job", {})) | set(job) if old.get("job", {}).get(k) != job.get(k))

@@ -32,6 +32,12 @@ def _stage1_kwargs(model, stage1_kwargs: dict | None) -> dict:
     return kw
 
 
+def _block_of(hook: str) -> int | None:
+    """The block index in a `blocks.N.` hook name (None for hooks outside the blocks)."""
+    parts = hook.split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() else None
+
+
 def layer_sweep(
     model,
     ontology: Ontology,
@@ -42,15 +48,17 @@ def layer_sweep(
     keep_saes: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Stage 1 (`pretrain_sae`) + Stage 2 (`align`) at each hook (default: every residual hook), then binding
+    """Stage 1 (`pretrain_sae`) + Stage 2 (`align`) at each hook (default: every residual hook, each block's
+    `hook_resid_mid` included), then binding
     (train and held-out templates), fidelity, fragmentation and swap success, measured by `evaluate` with
     `eval_config` (default `STUDY_EVAL`: swaps over α ∈ {0.5, 1, 2, 4} on 10 prompts per concept, no task accuracy;
     `EvalConfig(swaps=False)` skips swaps).
 
-    Returns {"table": [one row per hook: hook, layer, every `evaluate` headline number, stage1_binding_heldout
-    (best single Stage-1 latent per concept), seconds], "saes": {hook: AlignedSAE} when keep_saes}.
+    Returns {"table": [one row per hook: hook, layer (its block), order (forward position), every `evaluate`
+    headline number, stage1_binding_heldout (best single Stage-1 latent per concept), seconds],
+    "saes": {hook: AlignedSAE} when keep_saes}.
     """
-    hooks = list(hooks or residual_hooks(model))
+    hooks = list(hooks or residual_hooks(model, mid=True))
     cfg = align_config or AlignConfig(epochs=10, progress=False)
     ev = eval_config or STUDY_EVAL
     table, saes = [], {}
@@ -63,7 +71,9 @@ def layer_sweep(
             warnings.simplefilter("ignore")
             sae = pretrain_sae(train, hook_name=hook, progress=progress, **kw)
             aligned = align(sae, ontology, activations=train, config=replace(cfg, hook_name=hook))
-        row = {"hook": hook, "layer": i} | headline(evaluate(model, aligned, ontology, ev, acts=acts))
+        row = {"hook": hook, "layer": _block_of(hook), "order": i} | headline(
+            evaluate(model, aligned, ontology, ev, acts=acts)
+        )
         best = stage1_best_latents(
             sae,
             train,

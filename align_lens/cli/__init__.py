@@ -17,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from align_lens.cli.options import Parser, UsageError, common_options, device
+from align_lens.cli.options import Parser, UsageError, common_options
 
 # Mistakes in what the user passed (options, files, ontology contents): exit status 2.
 USAGE_ERRORS = (UsageError, ValueError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError)
@@ -26,19 +26,15 @@ USAGE_ERRORS = (UsageError, ValueError, KeyError, FileNotFoundError, FileExistsE
 def build_parser() -> argparse.ArgumentParser:
     from align_lens.cli.pipeline import add_align, add_eval, add_pretrain
     from align_lens.cli.publish import add_publish
+    from align_lens.cli.two_hop import add_grokking, add_train_two_hop, add_two_hop_study
     from align_lens.cli.world import add_demo, add_train_base
-    from align_lens.worlds.two_hop_cli import add_two_hop_commands
 
     p = Parser(prog="align-lens", description="Concept-aligned SAEs (AlignSAE) for SAELens.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options()
-    for add in (add_demo, add_train_base, add_pretrain, add_align, add_eval, add_publish):
+    pipeline = (add_demo, add_train_base, add_pretrain, add_align, add_eval, add_publish)
+    for add in (*pipeline, add_train_two_hop, add_two_hop_study, add_grokking):
         add(sub, common)
-    ours = set(sub.choices)
-    add_two_hop_commands(sub)  # the two-hop world's commands (align_lens/worlds/two_hop_cli.py)
-    for name, parser in sub.choices.items():
-        if name not in ours and "debug" not in {a.dest for a in parser._actions}:
-            parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p
 
 
@@ -56,12 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = f"align-lens {args.command}"
-    if isinstance(getattr(args, "device", None), str):  # commands added without the checked --device type
-        try:
-            device(args.device)
-        except argparse.ArgumentTypeError as err:
-            parser.exit(2, f"{prog}: error: argument --device: {err}\n")
-    run = getattr(args, "run", None) or args.func
+    run = args.run
     with warnings.catch_warnings():
         warnings.showwarning = _warn_one_line
         try:

@@ -108,8 +108,27 @@ def add_pretrain(sub, common) -> None:
     option(s, pretrain_sae, "seed")
     option(s, pretrain_sae, "checkpoint_dir", help="folder for resumable checkpoints (rerun to resume)")
     option(s, pretrain_sae, "n_checkpoints", flag="--checkpoints", help="checkpoints kept in --checkpoint-dir")
+    s.add_argument("--store", type=Path, default=None, help=STORE_HELP)
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     s.set_defaults(run=run_pretrain)
+
+
+GATHER_BATCH = 32  # texts per forward pass, in memory or into a store (same batches: same activations)
+STORE_HELP = (
+    "gather the token activations into an on-disk store in this folder and stream training from it instead of "
+    "holding them in memory; rerunning the command resumes an interrupted gather and reuses a finished one"
+)
+
+
+def _token_activations(model, texts: list[str], hook: str, store: Path | None, model_name: str | None = None):
+    """Every token's activation at `hook`: a tensor, or an `ActivationStore` at `store` (resumed if unfinished)."""
+    if store is None:
+        from align_lens.activations.gather import gather_token_activations
+
+        return gather_token_activations(model, texts, hook, GATHER_BATCH, progress=True)
+    from align_lens.activations.store import write_store
+
+    return write_store(store, model, texts, hook, None, batch_size=GATHER_BATCH, model_name=model_name, progress=True)
 
 
 def _pretrain_texts(a: argparse.Namespace, world) -> list[str]:
@@ -126,8 +145,6 @@ def _pretrain_texts(a: argparse.Namespace, world) -> list[str]:
 
 
 def run_pretrain(a: argparse.Namespace) -> int:
-    from align_lens.activations.gather import gather_token_activations
-
     if a.architecture == "topk" and a.k > a.d_sae:
         raise UsageError(f"--k {a.k} is larger than --d-sae {a.d_sae}; pass --k ≤ --d-sae")
     if a.n_checkpoints and a.checkpoint_dir is None:
@@ -137,7 +154,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
     texts = _pretrain_texts(a, world)
     model = inputs.load_model(a.model, a.device)
     hook = _hook(a, model)
-    acts = gather_token_activations(model, texts, hook, progress=True)
+    acts = _token_activations(model, texts, hook, a.store, inputs.model_name(a.model, model))
     if len(acts) < a.batch_size:
         raise UsageError(
             f"--batch-size {a.batch_size} but the texts give only {len(acts)} token activations; "
@@ -190,14 +207,16 @@ def add_align(sub, common) -> None:
     for name, (kind, text) in ALIGN_OPTIONS.items():
         option(a, AlignConfig, name, type=kind, help=text)
     a.add_argument("--freeze-free", action="store_true", help="train only the concept slots")
+    a.add_argument("--store", type=Path, default=None, help=f"--texts only: {STORE_HELP}")
     a.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     a.set_defaults(run=run_align)
 
 
 def run_align(a: argparse.Namespace) -> int:
-    from align_lens.activations.gather import gather_token_activations
     from align_lens.training.stage2 import align
 
+    if a.store is not None and a.texts is None:
+        raise UsageError("--store holds the --texts token activations; pass --texts FILE with it")
     inputs.check_out(a.out, a.overwrite)
     world = _world(a)
     onto = _ontology(a, world)
@@ -210,7 +229,9 @@ def run_align(a: argparse.Namespace) -> int:
     unlabelled = None
     if a.texts is not None:
         hook = config.hook_name or sae.cfg.metadata.hook_name
-        unlabelled = gather_token_activations(model, inputs.read_texts(a.texts), hook, progress=True)
+        unlabelled = _token_activations(
+            model, inputs.read_texts(a.texts), hook, a.store, inputs.model_name(a.model, model)
+        )
     aligned = align(sae, onto, model=model, unlabelled=unlabelled, config=config)
     with inputs.staged(a.out, a.overwrite) as stage:
         aligned.save_model(stage)

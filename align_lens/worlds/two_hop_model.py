@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from align_lens.adapter import build_model, load_model, save_model
+from align_lens.training import checkpoint
 from align_lens.worlds.tokenizer import build_tokenizer
 from align_lens.worlds.two_hop import EOS, FORMATS, Format, TwoHopWorld
 
@@ -136,13 +137,23 @@ def train_two_hop_model(
     checkpoint_every: int = 250,
     eval_every: int = 250,
     eval_n: int = 1000,
+    resume: bool = True,
     progress: bool = True,
 ):
-    """Train from scratch (constant lr after a linear warmup); returns the model.
+    """Train (constant lr after a linear warmup); returns the model. Resumable from `out_dir/checkpoints`.
 
     Writes into `out_dir`: the model (`save_model` format), world.json, two_hop.json (format, settings, final
     accuracies), train_log.jsonl (train / heldout / heldout_frames / ood / atomic accuracy at step 0, every
     `eval_every` steps and at the end) and checkpoints/step_XXXXXX.safetensors (weights every `checkpoint_every` steps, 0 = none).
+    Next to the newest weight checkpoints, checkpoints/step_XXXXXX.pt (the two newest kept) hold what resuming needs:
+    weights, optimizer, batch-sampler and torch RNG states, and the log rows so far.
+
+    `resume=True` continues from the newest step_XXXXXX.pt: the same final weights and log rows as an uninterrupted
+    run (bit-identical on the same device and `threads`; `wall_s` counts on). A checkpoint written for other
+    settings (world, format, model size, steps, lr, warmup, weight decay, batch, atomic share, seed, eval_every,
+    eval_n) is refused with a ValueError naming them, before anything in `out_dir` is written. Starting afresh
+    (`resume=False`, or no resumable checkpoint) replaces the folder's log and checkpoints. `threads` applies to this
+    call only.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
@@ -150,6 +161,12 @@ def train_two_hop_model(
     torch.set_num_threads(threads)
     try:
         out = Path(out_dir)
+        ckpt_dir = out / CHECKPOINT_DIR
+        settings = {"world": world.params(), "format": fmt, "seed": seed, "steps": steps, "lr": lr, "warmup": warmup}
+        settings |= {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp}
+        settings |= {"weight_decay": weight_decay, "batch_size": batch_size, "atomic_share": atomic_share}
+        settings |= {"eval_every": eval_every, "eval_n": eval_n}
+        state = _resume_state(ckpt_dir, settings) if resume else None  # refuses other settings before any write
         out.mkdir(parents=True, exist_ok=True)
         world.save(out / WORLD_FILE)
         tokenizer = build_tokenizer(world.vocabulary(), out / "tokenizer")
@@ -173,16 +190,31 @@ def train_two_hop_model(
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)
         n_atomic = round(atomic_share * batch_size)
-        ckpt_dir = out / CHECKPOINT_DIR
-        if checkpoint_every:
-            ckpt_dir.mkdir(exist_ok=True)
-            _save_weights(model, ckpt_dir, 0)
-        (out / LOG_FILE).unlink(missing_ok=True)
-        log = [{"step": 0, "wall_s": 0.0, **evaluate(model, sets)}]
-        _append(out / LOG_FILE, log[-1])
-        t0 = time.time()
+        if state is None:  # afresh: the folder's old log and checkpoints would describe another run
+            start = 0
+            for old in [*ckpt_dir.glob("step_*.pt"), *ckpt_dir.glob("step_*.safetensors")]:
+                old.unlink()
+            if checkpoint_every:
+                ckpt_dir.mkdir(exist_ok=True)
+                _save_weights(model, ckpt_dir, 0)
+            log = [{"step": 0, "wall_s": 0.0, **evaluate(model, sets)}]
+            (out / LOG_FILE).unlink(missing_ok=True)
+            _append(out / LOG_FILE, log[-1])
+        else:
+            start, log = state["step"], list(state["log"])
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["sampler_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            for later in [s for s in checkpoint_steps(out) if s > start]:  # written after the checkpoint resumed
+                (ckpt_dir / f"step_{later:06d}.safetensors").unlink()
+            (out / LOG_FILE).write_text("".join(json.dumps(row) + "\n" for row in log))  # drops rows after `start`
+        t0 = time.time() - (state["wall_s"] if state else 0.0)
         model.train()
-        for step in tqdm(range(1, steps + 1), desc=f"two-hop model ({fmt})", disable=not progress):
+        bar = tqdm(
+            range(start + 1, steps + 1), desc=f"two-hop model ({fmt})", initial=start, total=steps, disable=not progress
+        )
+        for step in bar:
             for g in opt.param_groups:
                 g["lr"] = lr * min(1.0, step / max(1, warmup))
             rows = []
@@ -206,6 +238,7 @@ def train_two_hop_model(
                 _append(out / LOG_FILE, log[-1])
             if checkpoint_every and (step % checkpoint_every == 0 or step == steps):
                 _save_weights(model, ckpt_dir, step)
+                _save_state(ckpt_dir, model, opt, gen, settings, step, log, time.time() - t0)
         model.eval()
         save_model(model, out)
         meta = {"format": fmt, "seed": seed, "steps": steps, "lr": lr, "weight_decay": weight_decay}
@@ -219,6 +252,40 @@ def train_two_hop_model(
 def _append(path: Path, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def _resume_state(ckpt_dir: Path, settings: dict) -> dict | None:
+    """The newest resumable checkpoint (step_XXXXXX.pt) if it was written for `settings`, None if there is none."""
+    ckpts = sorted(ckpt_dir.glob("step_*.pt"))
+    if not ckpts:
+        return None
+    state = checkpoint.load(ckpts[-1])
+    try:
+        checkpoint.check_fingerprint(state["meta"], settings, ckpts[-1])
+    except ValueError as e:
+        raise ValueError(
+            f"{e} Or train afresh in {ckpt_dir.parent}, replacing its log and checkpoints: resume=False "
+            "(align-lens train-two-hop --no-resume)."
+        ) from None
+    return state
+
+
+def _save_state(
+    ckpt_dir: Path, model, opt, gen: torch.Generator, settings: dict, step: int, log: list[dict], wall_s: float
+) -> None:
+    """Write what resuming at `step` needs to step_XXXXXX.pt atomically; keep the two newest."""
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "sampler_rng": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "meta": settings,
+        "step": step,
+        "log": log,
+        "wall_s": wall_s,
+    }
+    checkpoint.save(ckpt_dir / f"step_{step:06d}.pt", state)
+    checkpoint.keep_newest(ckpt_dir, "step_*.pt", 2)
 
 
 def _save_weights(model, ckpt_dir: Path, step: int) -> None:

@@ -74,7 +74,12 @@ def test_figures_build(trained):
 def test_full_layer_sweep_and_ablations(trained):
     model, ont = trained["model"], trained["ontology"]
     sweep = studies.layer_sweep(model, ont)
-    assert len(sweep["table"]) == model.cfg.n_layers + 1
+    assert len(sweep["table"]) == 2 * model.cfg.n_layers + 1  # resid_pre 0, then resid_mid and resid_post per block
+    assert [r["hook"] for r in sweep["table"]][:3] == [
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_resid_mid",
+        "blocks.0.hook_resid_post",
+    ]
     assert max(r["binding_heldout"] for r in sweep["table"]) > 0.95
     rows = studies.ablations(model, ont, trained["hook"])
     assert [r["variant"] for r in rows] == list(studies.ABLATIONS)

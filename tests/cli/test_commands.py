@@ -2,6 +2,8 @@
 run from a shell; and its usage errors: one line naming the fix, exit status 2, no traceback."""
 
 import argparse
+import functools
+import importlib
 import json
 import os
 import subprocess
@@ -141,6 +143,14 @@ def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
         (["train-base", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
         (["train-base", "--out", "x", "--n-people", "-1"], ["--n-people", "positive"]),
         (["publish", str(root / "nope"), "a/b", "--sae-id", "s", "--dry-run"], ["SAE_DIR", "no such folder"]),
+        (["train-two-hop", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
+        (["train-two-hop", "--out", "x", "--lr", "0"], ["--lr", "> 0"]),
+        (["train-two-hop", "--out", "x", "--checkpoint-every", "-1"], ["--checkpoint-every", "≥ 0"]),
+        (["train-two-hop", "--out", "x", "--format", "both"], ["--format", "explicit"]),
+        (["two-hop-study", "--out", "x", "--swap-items", "0"], ["--swap-items", "positive"]),
+        (["grokking", "--out", "x", "--checkpoint-every", "0"], ["--checkpoint-every", "positive"]),
+        (["grokking", "--out", "x", "--lr", "inf"], ["--lr", "finite"]),
+        (["grokking", "--out", "x", "--threads", "two"], ["--threads", "integer"]),
         (["pretrain", "--out", "x"], ["--d-sae"]),
     ]
 
@@ -225,6 +235,67 @@ def test_align_refuses_a_non_empty_out_and_keeps_it(usage_root, tmp_path, capsys
     assert main([*argv, "--sae", str(usage_root / "usage_stage1"), "--out", str(tmp_path / "x")]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "x" / "keep").read_text() == "precious"
+
+
+TWO_HOP_WORK = {  # command → (module, function) it would run, and options it would accept
+    "train-two-hop": ("align_lens.worlds.two_hop_model", "train_two_hop_model", ["--steps", "1"]),
+    "two-hop-study": ("align_lens.analysis.two_hop_study", "run_two_hop_study", ["--swap-items", "1"]),
+    "grokking": ("align_lens.analysis.grokking", "run_grokking", ["--steps", "1"]),
+}
+
+
+@pytest.mark.parametrize("command", list(TWO_HOP_WORK))
+def test_two_hop_commands_refuse_an_unknown_device_before_any_work(command, tmp_path, capsys, monkeypatch):
+    module, work, options = TWO_HOP_WORK[command]
+    real = getattr(importlib.import_module(module), work)
+
+    @functools.wraps(real)  # keeps the signature the parser reads its defaults from
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"{command} started work despite --device nonsense")
+
+    monkeypatch.setattr(f"{module}.{work}", no_work)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--out", "o", *options, "--device", "nonsense"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and _error_lines(err) == 1 and "Traceback" not in err, err
+    assert f"align-lens {command}: error: argument --device" in err and "'nonsense'" in err, err
+    assert "cpu, cuda, cuda:N or mps" in err
+    assert not list(tmp_path.iterdir())  # nothing written, not even --out
+
+
+def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
+    from align_lens.analysis.grokking import GrokkingConfig
+    from align_lens.analysis.two_hop_study import StudyConfig
+    from align_lens.worlds.two_hop import TwoHopWorld
+    from align_lens.worlds.two_hop_model import train_two_hop_model
+
+    parser = build_parser()
+    g = parser.parse_args(["grokking", "--debug"])
+    assert g.debug and g.device == "cpu" and g.out == GrokkingConfig().out_dir and g.model is None
+    assert (
+        (g.steps, g.lr, g.checkpoint_every)
+        == (4000, 2e-3, 250)
+        == (
+            GrokkingConfig().steps,
+            GrokkingConfig().lr,
+            GrokkingConfig().checkpoint_every,
+        )
+    )
+    assert (g.n_entities, g.hook, g.seed, g.threads) == (GrokkingConfig().n_entities, GrokkingConfig().hook_name, 0, 2)
+    s = parser.parse_args(["two-hop-study", "--debug", "--device", "cpu"])
+    assert s.debug and (s.hook, s.entity_hook, s.swap_items) == (
+        StudyConfig().hook_name,
+        StudyConfig().entity_hook_name,
+        StudyConfig().swap_items,
+    )
+    assert s.out == "runs/two_hop_study" and s.model is None
+    t = parser.parse_args(["train-two-hop", "--out", "m", "--debug"])
+    assert t.debug and t.format == "explicit" and not t.official and t.world_seed == 0
+    assert (t.phrasing, t.n_entities) == (TwoHopWorld().phrasing, TwoHopWorld().n_entities) == ("natural", 100)
+    for name in ("steps", "lr", "checkpoint_every", "eval_every", "threads", "seed", "resume"):
+        assert getattr(t, name) == default_of(train_two_hop_model, name), name
+    assert parser.parse_args(["train-two-hop", "--out", "m", "--no-resume"]).resume is False
 
 
 def test_hub_is_a_library_without_its_own_command_line():

@@ -162,16 +162,11 @@ def test_compact_phrasing_has_one_short_frame():
 
 
 def test_cli_train_two_hop_on_the_official_world(tmp_path, capsys):
-    import argparse
-
-    from align_lens.worlds.two_hop_cli import add_two_hop_commands
+    from align_lens.cli import main
     from align_lens.worlds.two_hop_model import checkpoint_steps, load_two_hop_world
 
-    parser = argparse.ArgumentParser()
-    add_two_hop_commands(parser.add_subparsers(dest="command"))
     out = tmp_path / "m"
     argv = ["train-two-hop", "--official", "--phrasing", "compact", "--out", str(out), "--steps", "2"]
-    a = parser.parse_args([*argv, "--checkpoint-every", "1", "--eval-every", "0"])
-    assert a.func(a) == 0
+    assert main([*argv, "--checkpoint-every", "1", "--eval-every", "0", "--device", "cpu"]) == 0
     assert checkpoint_steps(out) == [0, 1, 2] and load_two_hop_world(out).layered
     assert '"heldout"' in capsys.readouterr().out
