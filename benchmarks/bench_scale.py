@@ -86,6 +86,8 @@ def run_steps(d_sae: int, steps: int, device: str = "cpu", batch: int = BATCH) -
 
     from align_lens.saes.aligned import aligned_from_sae
     from align_lens.training import losses
+    from align_lens.training.config import LOG_EVERY, PendingTerms
+    from align_lens.training.distributed import Replica
     from align_lens.training.stage2 import Stage2Objective
 
     torch.set_num_threads(1)
@@ -111,16 +113,19 @@ def run_steps(d_sae: int, steps: int, device: str = "cpu", batch: int = BATCH) -
         plain_opt.step()
         plain_opt.zero_grad()
 
+    pending, done = PendingTerms(), [0]
+
     def stage2_step():  # the body of align's loop
         terms = objective(x, y)
-        loss = sum(weights[k] * v for k, v in terms.items())
-        if not torch.isfinite(loss):
-            raise FloatingPointError("non-finite loss")
+        loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        {k: v.item() for k, v in terms.items()}
+        pending.add(done[0], terms | {"total": loss})
+        done[0] += 1
+        if done[0] % LOG_EVERY == 0:
+            pending.flush(Replica().record)
 
     def timed(fn) -> tuple[float, float]:
         if device.startswith("cuda"):

@@ -49,9 +49,9 @@ class Replica:
         """Loss terms weighted so that averaging gradients over processes gives the global batch's gradient."""
         return terms
 
-    def record(self, values: dict[str, Tensor]) -> dict[str, float]:
-        """Logged values of this step (global means under data parallelism)."""
-        return {k: v.item() for k, v in values.items()}
+    def record(self, values: dict[str, Tensor]) -> dict[str, list[float]]:
+        """Logged values (one tensor of steps per name), as global means under data parallelism."""
+        return {k: v.tolist() for k, v in values.items()}
 
 
 class _SumOverProcesses(torch.autograd.Function):
@@ -127,7 +127,7 @@ class DataParallel(Replica):
             out[name] = v * (local[i] * self.world / total[i]) if local[i] else torch.nan_to_num(v * 0)
         return out
 
-    def record(self, values: dict[str, Tensor]) -> dict[str, float]:
+    def record(self, values: dict[str, Tensor]) -> dict[str, list[float]]:
         stacked = torch.stack([v.detach().to(torch.float64) for v in values.values()])
         dist.all_reduce(stacked)
         return dict(zip(values, (stacked / self.world).tolist()))

@@ -19,7 +19,7 @@ from align_lens.adapter import answer_str_tokens
 from align_lens.ontology import Ontology
 from align_lens.saes.aligned import AlignedSAE, aligned_from_sae
 from align_lens.training import checkpoint, data, losses, validation
-from align_lens.training.config import AlignConfig, AlignHistory
+from align_lens.training.config import LOG_EVERY, AlignConfig, AlignHistory, PendingTerms
 from align_lens.training.distributed import Replica
 from align_lens.training.schedule import warmup_cosine
 
@@ -274,7 +274,7 @@ def align(
     objective = replica.wrap(
         Stage2Objective(aligned, heads, binding=config.binding, variance=variance, decorrelation=replica.decorrelation)
     )
-    history = AlignHistory()
+    history, pending = AlignHistory(), PendingTerms()
     best, stale, epoch_losses, step = math.inf, 0, [], 0
     modules = {"sae": aligned, "opt": opt, "sched": sched} | ({"heads": heads} if heads is not None else {})
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT if config.checkpoint_dir else None
@@ -302,24 +302,17 @@ def align(
             if inter is not None:
                 terms["interchange"] = inter(aligned)
             loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"Stage-2 loss became {loss.item()} at step {step}; lower AlignConfig.lr.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            record = replica.record(terms | {"total": loss})
-            history.steps.append(record)
-            epoch_losses.append(record["total"])
+            pending.add(step, terms | {"total": loss})  # read back every LOG_EVERY steps, not every step
             step += 1
             bar.update()
-            if step % 10 == 0:
-                bar.set_postfix(
-                    total=f"{record['total']:.3g}",
-                    bind=f"{record['binding']:.3g}",
-                    rec=f"{record['reconstruction']:.3g}",
-                )
+            if step % LOG_EVERY == 0:
+                _log(pending.flush(replica.record), history, epoch_losses, bar)
+        _log(pending.flush(replica.record), history, epoch_losses, bar)  # raises on a non-finite loss
         mean = sum(epoch_losses) / max(1, len(epoch_losses))
         epoch_losses = []
         if mean < best * (1 - 1e-3):
@@ -344,6 +337,16 @@ def align(
     aligned.cfg.ontology_hash = ontology.fingerprint()
     aligned.history = history  # pyright: ignore[reportArgumentType]  (Module.__setattr__ is typed for tensors)
     return aligned
+
+
+def _log(records: list[dict[str, float]], history: AlignHistory, epoch_losses: list[float], bar) -> None:
+    history.steps.extend(records)
+    epoch_losses.extend(r["total"] for r in records)
+    if records:
+        last = records[-1]
+        bar.set_postfix(
+            total=f"{last['total']:.3g}", bind=f"{last['binding']:.3g}", rec=f"{last['reconstruction']:.3g}"
+        )
 
 
 @torch.no_grad()

@@ -63,6 +63,9 @@ def test_input_sae_untouched_and_history_terms():
     before = {k: v.clone() for k, v in sae.state_dict().items()}
     aligned = align(sae, _onto(y), activations=x, unlabelled=torch.randn(200, 32), config=AlignConfig(**FAST))
     assert all(torch.equal(before[k], v) for k, v in sae.state_dict().items())
+    assert len(x) % 32 not in (0, 1)  # the last batch of each epoch is partial
+    # every step is recorded, though the terms are read back from the device in chunks
+    assert len(aligned.history.steps) == 30 * (len(x) // 32 + 1) and not aligned.history.stopped_early
     step = aligned.history.steps[-1]
     assert set(step) == {"reconstruction", "sparsity", "binding", "decorrelation", "value", "silence", "total"}
     assert aligned.history.series("reconstruction")[-1] < aligned.history.series("reconstruction")[0]
