@@ -46,15 +46,23 @@ def quiet():
 
 # ---- hook names ---------------------------------------------------------------------------
 def resolve_hook(model: HookedTransformer, hook_name: str) -> str:
-    """Return `hook_name` if the model has it; otherwise raise, listing the closest valid names."""
+    """Return `hook_name` if the model has it (or SAELens has an SAE attached there); otherwise raise, listing
+    the closest valid names."""
     names = list(model.hook_dict)
-    if hook_name in model.hook_dict:
+    if hook_name in model.hook_dict or f"{hook_name}.hook_sae_input" in model.hook_dict:
         return hook_name
     close = difflib.get_close_matches(hook_name, names, n=5, cutoff=0.4)
     raise KeyError(
         f"hook {hook_name!r} is not in the model. Closest valid names: {close}. "
         f"Residual hooks look like 'blocks.0.hook_resid_post'."
     )
+
+
+def read_site(model: HookedTransformer, hook_name: str) -> str:
+    """The hook point whose value is the residual at `hook_name`: the hook itself, or `<hook>.hook_sae_input` when
+    SAELens' HookedSAETransformer has an SAE attached there (`model.add_sae` replaces the hook point)."""
+    resolve_hook(model, hook_name)
+    return hook_name if hook_name in model.hook_dict else f"{hook_name}.hook_sae_input"
 
 
 def residual_hooks(model: HookedTransformer, mid: bool = False) -> list[str]:
@@ -193,12 +201,33 @@ def stop_ids(model: HookedTransformer) -> set[int]:
 
 
 # ---- running with hooks ------------------------------------------------------------------------
-def hooks(model: HookedTransformer, fwd_hooks: Sequence[tuple[str, Callable]]):
+class EditSite:
+    """Where an edit of the residual at `hook_name` attaches, as a TransformerLens hook-name filter: the hook point
+    itself, or, when SAELens' HookedSAETransformer has an SAE attached there (`model.add_sae`), that SAE's
+    `hook_sae_output` (the value that flows on). Works wherever TransformerLens takes a hook name."""
+
+    def __init__(self, hook_name: str):
+        self.hook_name = hook_name
+
+    def __call__(self, name: str) -> bool:
+        return name == self.hook_name or name == f"{self.hook_name}.hook_sae_output"
+
+    def __str__(self) -> str:
+        return self.hook_name
+
+    def __repr__(self) -> str:
+        return f"EditSite({self.hook_name!r})"
+
+
+HookName = str | EditSite | Callable[[str], bool]
+
+
+def hooks(model: HookedTransformer, fwd_hooks: Sequence[tuple[HookName, Callable]]):
     """Context manager that adds `fwd_hooks` for the duration of the block (nothing when empty)."""
     return model.hooks(fwd_hooks=list(fwd_hooks)) if fwd_hooks else nullcontext(model)
 
 
-def run_with_hooks(model: HookedTransformer, tokens: Tensor, fwd_hooks: Sequence[tuple[str, Callable]]) -> Tensor:
+def run_with_hooks(model: HookedTransformer, tokens: Tensor, fwd_hooks: Sequence[tuple[HookName, Callable]]) -> Tensor:
     """Logits of one forward pass with `fwd_hooks` added."""
     return model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))
 

@@ -9,7 +9,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from align_lens.adapter import HookedTransformer, Position, pad_right, resolve_hook, stop_layer, tokenize
+from align_lens.adapter import HookedTransformer, Position, pad_right, read_site, stop_layer, tokenize
 
 
 def _pick(tokens: Tensor, length: int, position: Position) -> int:
@@ -39,7 +39,7 @@ def gather_activations(
 
     Batches are right-padded so the padding side of the tokenizer cannot move "last".
     """
-    resolve_hook(model, hook_name)
+    site = read_site(model, hook_name)
     if len(prompts) == 0:
         raise ValueError("no prompts given")
     seqs = tokenize(model, prompts)
@@ -50,8 +50,8 @@ def gather_activations(
         chunk = seqs[start : start + batch_size]
         toks, lengths = pad_right(chunk)
         toks = toks.to(model.cfg.device)
-        _, cache = model.run_with_cache(toks, names_filter=[hook_name], stop_at_layer=stop)
-        acts = cache[hook_name]
+        _, cache = model.run_with_cache(toks, names_filter=[site], stop_at_layer=stop)
+        acts = cache[site]
         idx = torch.tensor([_pick(s, int(n), position) for s, n in zip(chunk, lengths)], device=acts.device)
         out.append(acts[torch.arange(len(chunk), device=acts.device), idx].float().cpu())
     return check_activations(torch.cat(out), what=f"activations at {hook_name}")
@@ -67,7 +67,7 @@ def gather_token_activations(
     progress: bool = False,
 ) -> Float[Tensor, "n_tokens d_in"]:
     """Activations at every real token position of every text (padding never included)."""
-    resolve_hook(model, hook_name)
+    site = read_site(model, hook_name)
     seqs = tokenize(model, texts)
     stop = stop_layer(hook_name)
     out = []
@@ -75,8 +75,8 @@ def gather_token_activations(
     for start in tqdm(range(0, len(seqs), batch_size), desc=f"token activations @ {hook_name}", disable=not progress):
         chunk = seqs[start : start + batch_size]
         toks, lengths = pad_right(chunk)
-        _, cache = model.run_with_cache(toks.to(model.cfg.device), names_filter=[hook_name], stop_at_layer=stop)
-        acts = cache[hook_name].float().cpu()
+        _, cache = model.run_with_cache(toks.to(model.cfg.device), names_filter=[site], stop_at_layer=stop)
+        acts = cache[site].float().cpu()
         out += [acts[i, first : int(n)] for i, n in enumerate(lengths)]
     return check_activations(torch.cat(out), what=f"activations at {hook_name}")
 

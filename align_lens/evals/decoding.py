@@ -69,7 +69,7 @@ def greedy_decode(
                 x[ar, last] = edit(x[ar, last], rows).to(x.dtype)
                 return x
 
-            fwd.append((hook_name, hook_fn))
+            fwd.append((adapter.EditSite(hook_name), hook_fn))
         with adapter.hooks(model, fwd):
             for t in range(room):
                 width = int(lengths.max()) + t

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from align_lens.adapter import answer_tokens, tokenize
+from align_lens.adapter import EditSite, answer_tokens, tokenize
 from align_lens.evals.decoding import SCORERS, decode_tokens, greedy_decode, max_answer_len, normalize, score_generation
 from align_lens.interventions.editors import as_editor
 from align_lens.interventions.trials import SwapTrial, answer_lookup, build_trials
@@ -38,7 +38,7 @@ def swap_hooks(
     position: int | Tensor = -1,
     hook_name: str | None = None,
     prefill_only: bool = True,
-) -> list[tuple[str, Callable]]:
+) -> list[tuple[EditSite, Callable]]:
     """Forward hooks that swap concept `source` for `target` at `position`, with strength `alpha`.
 
     `alpha` is in the unit of the editor (`repr` of the editor shows it): with an AlignedSAE, `mode="delta"`
@@ -51,7 +51,9 @@ def swap_hooks(
     index into the sequence (default -1 = last prompt token; with several prompts of different lengths pass a
     LongTensor of absolute positions, one per row). With `generate(use_past_kv_cache=False)` every pass re-runs
     the whole sequence, so give an absolute position (≥ 0) there. `prefill_only=False` edits one-token passes too.
-    `aligned` may also be an `Editor` (baselines).
+    `aligned` may also be an `Editor` (baselines). The hook name is an `adapter.EditSite`: with SAELens'
+    HookedSAETransformer and an SAE attached at that hook (`model.add_sae`), the edit applies to the attached SAE's
+    output (`<hook>.hook_sae_output`), i.e. to what flows on.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number (the edit strength), got {alpha!r}")
@@ -73,7 +75,7 @@ def swap_hooks(
         x[ar, pos] = ed(x[ar, pos], src, tgt, alpha).to(x.dtype)
         return x
 
-    return [(ed.hook_name, hook_fn)]
+    return [(EditSite(ed.hook_name), hook_fn)]
 
 
 # =============================================================================================

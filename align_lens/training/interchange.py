@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from align_lens.adapter import answer_tokens, pad_right, tokenize
+from align_lens.adapter import EditSite, answer_tokens, pad_right, run_with_hooks, tokenize
 from align_lens.ontology import Example
 from align_lens.saes.aligned import AlignedSAE
 
@@ -68,7 +68,7 @@ def patched_answer_loss(
         x[ar, last] = edit(x[ar, last]).to(x.dtype)
         return x
 
-    logits = model.run_with_hooks(toks, fwd_hooks=[(hook_name, hook_fn)])
+    logits = run_with_hooks(model, toks, [(EditSite(hook_name), hook_fn)])
     return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 

@@ -149,3 +149,30 @@ def test_explicit_trials_reproduce_per_trial_outputs(trained):
     bad = [iv.SwapTrial("Q: x A:", "P0", "MAJOR", "NOPE", "a", "b")]
     with pytest.raises(KeyError, match="NOPE"):
         iv.evaluate_swaps(model, al, trials=bad)
+
+
+@pytest.mark.parametrize("use_error_term", [True, False])
+def test_swaps_and_gathering_work_with_the_sae_attached_by_saelens(trained, use_error_term):
+    """SAELens' HookedSAETransformer.add_sae replaces the hook point by the SAE: swap_hooks then edit the attached
+    SAE's output, evaluate_swaps decodes through it, and gathering reads the residual the SAE receives."""
+    model, al, hook = trained["model"], trained["aligned"], trained["hook"]
+    ex, gold = _pick_swap(trained)
+    with model.hooks(fwd_hooks=iv.swap_hooks(al, "MAJOR", "EMPLOYER", 2.0, "delta")):
+        detached = model.generate(ex.prompt, max_new_tokens=2, do_sample=False, verbose=False)
+    clean_h = gather_activations(model, [ex.prompt], hook)
+    trials = iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, trained["ontology"], 2, seed=0)
+    before = iv.evaluate_swaps(model, al, trials=trials, alphas=(2.0,), lookup=trained["ontology"])
+    model.add_sae(al, use_error_term=use_error_term)
+    try:
+        assert hook not in model.hook_dict  # the SAE took the hook point's place
+        torch.testing.assert_close(gather_activations(model, [ex.prompt], hook), clean_h)
+        with model.hooks(fwd_hooks=iv.swap_hooks(al, "MAJOR", "EMPLOYER", 2.0, "delta")):
+            attached = model.generate(ex.prompt, max_new_tokens=2, do_sample=False, verbose=False)
+        after = iv.evaluate_swaps(model, al, trials=trials, alphas=(2.0,), lookup=trained["ontology"])
+    finally:
+        model.reset_saes()
+    assert gold in attached[len(ex.prompt) :]  # the edit lands on what flows on, with or without the error term
+    if use_error_term:  # with the error term the attached SAE changes nothing, so neither do the swaps
+        assert attached == detached and after.success == before.success
+    # without the error term the reconstruction replaces every position, so only the first answer token is judged
+    assert after.success["exact" if use_error_term else "first_token"][0] > 0.3
