@@ -10,7 +10,8 @@ train people's training-template prompts), then on the *test* people only:
   swaps for aligned slots (delta / paper modes), DiffMean, DAS (one shared rank-8 subspace, and rank 4 per
   relation) and the Stage-1 SAE's best latents, each with its
   (mode, α) chosen on the *validation* people (`analysis.protocol.honest_swap`); the best α on the test trials is
-  printed beside it as an upper bound. `--interchange W` also trains Stage 2 with the interchange term at weight
+  printed beside it as an upper bound; each method's chosen (mode, α) is also applied to the test people's
+  questions in the new phrasings. `--interchange W` also trains Stage 2 with the interchange term at weight
   W and reports it as a second aligned row. Writes results.json under --out and prints markdown tables.
 """
 
@@ -271,6 +272,22 @@ def main() -> None:
             flush=True,
         )
     out["swaps"] = swaps
+
+    # ---- the chosen (mode, α) of each method on the test people's questions in the new phrasings
+    para_test = [
+        e for e in world.ontology_from_phrasings(new_phrasings()).select("heldout") if e.entity in people["test"]
+    ]
+    out["swaps_new_phrasings"] = {}
+    for label, cands in methods.items():
+        s = swaps[label]
+        cand = next(c for c in cands if c.label == s["mode"])
+        r = evaluate_swaps(model, cand.editor, para_test, (s["alpha"],), max_items=args.val_items, lookup=full, seed=2)
+        out["swaps_new_phrasings"][label] = {
+            "exact": r.success["exact"][0],
+            "ci": list(r.ci["exact"][0]),
+            "trials": r.counts["n_trials"],
+            "clean_accuracy_base_prompts": r.clean_accuracy,
+        }
     out["total_s"] = time.perf_counter() - t0
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps(out, indent=1, default=str))
@@ -286,6 +303,16 @@ def main() -> None:
             f"| {s['test_trials']} | {s['kept_source']:.3f} / {s['type_target']:.3f} "
             f"| {s['misses'].get('other_person', 0):.2f} ({s['misses'].get('other_person_shares_name', 0):.2f}) "
             f"| {s['upper_bound_exact']:.3f} (α {s['upper_bound_alpha']}) |"
+        )
+    print(
+        "\n| method | mode, α | exact swap, new phrasings (test people) | Wilson 95 % | trials | clean model on the base prompts |"
+    )
+    print("|---|---|---|---|---|---|")
+    for label, r in out["swaps_new_phrasings"].items():
+        s = swaps[label]
+        print(
+            f"| {label} | {s['mode']}, {s['alpha']} | {r['exact']:.3f} | {fmt_ci(r['ci'])} | {r['trials']} "
+            f"| {r['clean_accuracy_base_prompts']:.3f} |"
         )
     print(f"total {out['total_s']:.0f} s")
 
