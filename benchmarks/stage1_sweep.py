@@ -1,10 +1,10 @@
 """Stage-1 SAE quality on the demo's token activations: a small sweep of SAELens options.
 
-Usage: python benchmarks/stage1_sweep.py [--only NAME ...] [--cache acts.pt]
+Usage: python benchmarks/stage1_sweep.py [--only NAME ...] [--cache acts.pt] [--hook HOOK]
 
 Each row trains one TopK SAE with `pretrain_sae` on the demo's Stage-1 corpus (every token of one biography per
-person and one training-template question per person and relation, `blocks.0.hook_resid_post` of the shipped
-model) and prints: explained variance and dead fraction on those tokens, explained variance on the held-out
+person and one training-template question per person and relation, at `--hook` of the shipped model, default
+the demo's) and prints: explained variance and dead fraction on those tokens, explained variance on the held-out
 templates' last-token activations, exact task accuracy with the reconstruction replacing the last-token residual
 (no error term, the demo's 300 held-out questions), and the training seconds. Targets (issue 12): EV ≥ 0.95,
 dead < 10 %, spliced accuracy ≥ 0.99, within the demo's time budget.
@@ -86,8 +86,9 @@ CONFIGS["chosen, aux-k coefficient 1/32"] = CHOSEN | {"aux_loss_coefficient": 1 
 CONFIGS["chosen, aux-k coefficient 4"] = CHOSEN | {"aux_loss_coefficient": 4.0}
 
 
-def demo_data(cache: str | None):
-    """(model, token activations, train / held-out last-token activations, the demo's 300 held-out task examples)."""
+def demo_data(cache: str | None, hook: str):
+    """(model, token activations at `hook`, train / held-out last-token activations, the demo's 300 held-out task
+    examples). A `cache` file holds the activations of one hook only."""
     model, world = load_base_model(None), load_base_world(None)
     ontology = world.ontology()
     heldout = ontology.select("heldout")
@@ -96,18 +97,18 @@ def demo_data(cache: str | None):
         saved = torch.load(cache)
         return model, saved["tokens"], saved["train"], saved["heldout"], sample
     bios, questions = corpus_texts(world, None, 0)
-    tokens = torch.cat([gather_token_activations(model, t, DEFAULT_HOOK, progress=False) for t in (bios, questions)])
-    split = split_activations(model, ontology, DEFAULT_HOOK)
+    tokens = torch.cat([gather_token_activations(model, t, hook, progress=False) for t in (bios, questions)])
+    split = split_activations(model, ontology, hook)
     if cache:
         torch.save({"tokens": tokens, **split}, cache)
     return model, tokens, split["train"], split["heldout"], sample
 
 
-def run(name: str, overrides: dict, model, tokens, train_last, held, sample, seed: int = 0) -> dict:
+def run(name: str, overrides: dict, model, tokens, train_last, held, sample, hook: str, seed: int = 0) -> dict:
     cfg = BASE | overrides
     corpus = torch.cat([tokens, *[train_last] * int(cfg.pop("last_tokens", 0))])
     t = time.perf_counter()
-    sae = pretrain_sae(corpus, architecture="topk", batch_size=1024, hook_name=DEFAULT_HOOK, seed=seed, **cfg)
+    sae = pretrain_sae(corpus, architecture="topk", batch_size=1024, hook_name=hook, seed=seed, **cfg)
     secs = time.perf_counter() - t
     fid = fidelity(sae, tokens)
     spliced = task_accuracy(model, sample, sae=sae, use_error_term=False, positions="last")
@@ -126,16 +127,17 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="config names to run (default: all)")
     ap.add_argument("--cache", help="file to cache the activations in between runs")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--hook", default=DEFAULT_HOOK, help="default: the demo's hook")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model, tokens, train_last, held, sample = demo_data(args.cache)
+    model, tokens, train_last, held, sample = demo_data(args.cache, args.hook)
     print(f"{len(tokens)} token activations; clean task accuracy on the sample:", task_accuracy(model, sample)["exact"])
     print("| config | EV tokens | dead | EV last token (held-out) | spliced exact | train s |")
     print("|---|---|---|---|---|---|")
     for name, over in CONFIGS.items():
         if args.only and name not in args.only:
             continue
-        r = run(name, over, model, tokens, train_last, held, sample)
+        r = run(name, over, model, tokens, train_last, held, sample, args.hook)
         print(
             f"| {r['config']} | {r['ev_tokens']:.3f} | {r['dead']:.3f} | {r['ev_last_heldout']:.3f} "
             f"| {r['spliced_exact']:.3f} | {r['train_s']:.0f} |",
