@@ -207,6 +207,7 @@ def add_align(sub, common) -> None:
     for name, (kind, text) in ALIGN_OPTIONS.items():
         option(a, AlignConfig, name, type=kind, help=text)
     a.add_argument("--freeze-free", action="store_true", help="train only the concept slots")
+    a.add_argument("--compile", action="store_true", help="torch.compile the loss terms (faster on a GPU)")
     a.add_argument("--store", type=Path, default=None, help=f"--texts only: {STORE_HELP}")
     a.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     a.set_defaults(run=run_align)

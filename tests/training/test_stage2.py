@@ -221,3 +221,21 @@ def test_interrupted_align_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert all(torch.equal(resumed.state_dict()[k], v) for k, v in straight.state_dict().items())
     with pytest.raises(ValueError, match=r"differs in settings.lr \(checkpoint: 0.0\d+, now: 0.0005\)"):
         align(sae, onto, activations=x, config=AlignConfig(**{**cfg, "lr": 5e-4}))
+
+
+@pytest.mark.slow
+def test_compiled_objective_trains_the_same_sae():
+    """AlignConfig(compile=True) runs the loss terms through torch.compile (inductor needs a C compiler on CPU)."""
+    x, y = _blobs()
+    sae, extra = _random_sae(), torch.randn(200, 32)
+    config = dict(FAST, epochs=3)
+    eager = align(sae, _onto(y), activations=x, unlabelled=extra, config=AlignConfig(**config))
+    compiled = align(sae, _onto(y), activations=x, unlabelled=extra, config=AlignConfig(**config, compile=True))
+    torch.testing.assert_close(
+        torch.tensor(compiled.history.series("total")),
+        torch.tensor(eager.history.series("total")),
+        rtol=1e-3,
+        atol=1e-4,
+    )
+    torch.testing.assert_close(compiled.W_dec, eager.W_dec, rtol=1e-3, atol=1e-4)
+    assert compiled.cfg.align_config["compile"] is True
