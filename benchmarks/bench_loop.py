@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from bench_scale import BATCH, D_IN, N_CONCEPTS
 from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import TrainStepInput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
@@ -24,7 +25,6 @@ from align_lens.training.config import LOG_EVERY, PendingTerms
 from align_lens.training.distributed import Replica
 from align_lens.training.stage2 import Stage2Objective
 
-D_IN, BATCH, N_CONCEPTS = 768, 1024, 6
 WEIGHTS = dict(reconstruction=1.0, sparsity=1.0, binding=1.0, decorrelation=0.01, value=0.0, silence=0.3)
 
 

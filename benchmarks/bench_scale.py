@@ -79,53 +79,17 @@ def run_align(d_sae: int, unlabelled: str | None, steps: int, in_memory: bool = 
 
 
 def run_steps(d_sae: int, steps: int, device: str = "cpu", batch: int = BATCH) -> dict:
-    """Interleaved steps of a plain SAELens StandardTrainingSAE and of Stage 2 at the same size."""
+    """Interleaved steps of a plain SAELens StandardTrainingSAE and of Stage 2 at the same size (the step bodies
+    of benchmarks/bench_loop.py)."""
     import torch
-    from sae_lens.saes.sae import TrainStepInput
-    from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
-
-    from align_lens.saes.aligned import aligned_from_sae
-    from align_lens.training import losses
-    from align_lens.training.config import LOG_EVERY, PendingTerms
-    from align_lens.training.distributed import Replica
-    from align_lens.training.stage2 import Stage2Objective
+    from bench_loop import plain_step_fn, stage2_step_fn
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x = torch.randn(batch, D_IN, device=device)
     y = torch.randint(0, N_CONCEPTS, (batch * 3 // 4,), device=device)
-    plain = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=D_IN, d_sae=d_sae, l1_coefficient=1.0, device=device))
-    plain_opt = torch.optim.Adam(plain.parameters(), lr=1e-4)
-    aligned = aligned_from_sae(_sae(d_sae - N_CONCEPTS, device), [f"c{i}" for i in range(N_CONCEPTS)], device=device)
-    params = [p for p in aligned.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    objective = Stage2Objective(
-        aligned, None, binding="mse_onehot", variance=1.0, decorrelation=losses.decorrelation_loss
-    )
-    weights = dict(reconstruction=1.0, sparsity=1.0, binding=1.0, decorrelation=0.01, value=0.0, silence=0.3)
-
-    def plain_step():
-        inp = TrainStepInput(
-            sae_in=x, coefficients={"l1": 1.0}, dead_neuron_mask=None, n_training_steps=0, is_logging_step=False
-        )
-        plain.training_forward_pass(inp).loss.backward()
-        torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
-        plain_opt.step()
-        plain_opt.zero_grad()
-
-    pending, done = PendingTerms(), [0]
-
-    def stage2_step():  # the body of align's loop
-        terms = objective(x, y)
-        loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        pending.add(done[0], terms | {"total": loss})
-        done[0] += 1
-        if done[0] % LOG_EVERY == 0:
-            pending.flush(Replica().record)
+    plain_step = plain_step_fn(d_sae, x, device)
+    stage2_step = stage2_step_fn(d_sae, x, y, device, compiled=False)
 
     def timed(fn) -> tuple[float, float]:
         if device.startswith("cuda"):
