@@ -21,10 +21,11 @@ import torch
 
 from align_lens.activations.gather import gather_activations
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
+from align_lens.files import strict_json
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig, align
 from align_lens.worlds.two_hop import TwoHopWorld, make_two_hop_world
-from align_lens.worlds.two_hop_model import LOG_FILE, checkpoint_steps, load_checkpoint, train_two_hop_model
+from align_lens.worlds.two_hop_model import LOG_FILE, WORLD_FILE, checkpoint_steps, load_checkpoint, train_two_hop_model
 
 SERIES = ("relation_step1", "relation_step2", "bridge_entity", "bridge_entity_at_r1")
 SPLITS = ("train", "heldout")
@@ -143,12 +144,12 @@ def run_grokking(cfg: GrokkingConfig) -> dict[str, Any]:
                 progress=cfg.progress,
             )
         train_s = time.time() - t0
-        world = TwoHopWorld.load(model_dir / "world.json")
-        log = {r["step"]: r for r in map(json.loads, (model_dir / LOG_FILE).read_text().splitlines())}
+        world, log = _trained_run(model_dir)
         rows = []
-        for step in checkpoint_steps(model_dir):
-            if step not in log or step % cfg.checkpoint_every:
-                continue  # analyse every `checkpoint_every` steps, where the accuracy was logged
+        saved = checkpoint_steps(model_dir)
+        for step in saved:
+            if step not in log or (step % cfg.checkpoint_every and step != saved[-1]):
+                continue  # analyse every `checkpoint_every` steps and the final model, where the accuracy was logged
             model = load_checkpoint(model_dir, step, cfg.device)
             acc = {k: log[step].get(k, float("nan")) for k in ACCURACY}
             rows.append({"step": step, **acc, **binding_at_checkpoint(model, world, cfg)})
@@ -168,11 +169,23 @@ def run_grokking(cfg: GrokkingConfig) -> dict[str, Any]:
             "lag_steps_train_to_heldout_0.9": _lag(crossings["train>=0.9"], crossings["heldout>=0.9"]),
             "wall_s": {"train_model": round(train_s, 1), "total": round(time.time() - t0, 1)},
         }
-        (out / "grokking.json").write_text(json.dumps(record, indent=1))
+        (out / "grokking.json").write_text(strict_json(record))
         _report(out / "grokking.html", record)
         return record
     finally:
         torch.set_num_threads(previous)
+
+
+def _trained_run(model_dir: Path) -> tuple[TwoHopWorld, dict[int, dict[str, Any]]]:
+    """The world and the per-step evaluation log of a model folder written by `train_two_hop_model`."""
+    for name in (WORLD_FILE, LOG_FILE):
+        if not (model_dir / name).is_file():
+            raise FileNotFoundError(
+                f"model folder {model_dir} has no {name}; pass a folder written by `align-lens train-two-hop "
+                "--format implicit` (or omit --model to train one)"
+            )
+    log = {r["step"]: r for r in map(json.loads, (model_dir / LOG_FILE).read_text().splitlines())}
+    return TwoHopWorld.load(model_dir / WORLD_FILE), log
 
 
 def _lag(a: int | None, b: int | None) -> int | None:

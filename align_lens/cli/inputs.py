@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import argparse
 from pathlib import Path
 
 from align_lens.cli.options import UsageError
+from align_lens.files import check_output, output_folder
 
 
 # ---- inputs ---------------------------------------------------------------------------------------
@@ -82,26 +80,19 @@ def load_sae(path: str, option: str, device: str):
 
 
 # ---- outputs --------------------------------------------------------------------------------------
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file, or a non-empty folder without --overwrite."""
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; pass a folder path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"--out {out} already exists and is not empty; pass --overwrite or another --out")
+INPUT_OPTIONS = ("model", "ontology", "texts", "sae", "stage1", "store", "checkpoint_dir")  # paths a command reads
 
 
-@contextmanager
-def staged(out: Path, overwrite: bool) -> Iterator[Path]:
-    """A fresh folder beside `out` to write into; it replaces `out` only when the block succeeds, so a
-    failed run leaves `out` as it was and a rerun leaves no stale files."""
-    check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
+def _sources(a: argparse.Namespace) -> list[str]:
+    return [str(getattr(a, k)) for k in INPUT_OPTIONS if getattr(a, k, None) is not None]
+
+
+def check_out(a: argparse.Namespace) -> None:
+    """Refuse an --out that a run could not replace safely (`files.check_output`), before any work."""
+    check_output(a.out, a.overwrite, _sources(a))
+
+
+def staged(a: argparse.Namespace):
+    """A fresh folder beside --out to write into; it replaces --out only when the block succeeds, so a failed
+    run leaves --out as it was and a rerun leaves no stale files."""
+    return output_folder(a.out, a.overwrite, _sources(a))

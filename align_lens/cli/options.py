@@ -115,7 +115,8 @@ non_negative_float = _at_least(_float, 0.0, False, "a number ≥ 0")
 
 
 def device(text: str) -> str:
-    """A torch device that exists on this machine: cpu, cuda, cuda:N or mps (checked before any work)."""
+    """A torch device that exists on this machine: cpu, cuda, cuda:N or mps (parsed by `torch.device`, checked
+    before any work), in torch's spelling ("cpu:0" → "cpu")."""
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):
@@ -135,7 +136,9 @@ def device(text: str) -> str:
             raise argparse.ArgumentTypeError(f"{text!r} but MPS is not available on this machine; use --device cpu")
     elif dev.type != "cpu":
         raise argparse.ArgumentTypeError(f"unsupported device {text!r}; use cpu, cuda, cuda:N or mps")
-    return text
+    elif dev.index:
+        raise argparse.ArgumentTypeError(f"{text!r} but the CPU has no device index; use --device cpu")
+    return "cpu" if dev.type == "cpu" else str(dev)
 
 
 def common_options() -> argparse.ArgumentParser:

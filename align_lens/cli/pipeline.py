@@ -23,6 +23,7 @@ from align_lens.cli.options import (
     positive_float,
     positive_int,
 )
+from align_lens.files import strict_json
 from align_lens.ontology import Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig
@@ -79,10 +80,6 @@ def _model_options(p: argparse.ArgumentParser, ontology_help: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--ontology", default=None, help=ontology_help)
     p.add_argument("--n-people", type=positive_int, default=None, help="shipped world only: its first N people")
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=1, default=str))
 
 
 # ---- pretrain ----------------------------------------------------------------------------------------
@@ -149,7 +146,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
         raise UsageError(f"--k {a.k} is larger than --d-sae {a.d_sae}; pass --k ≤ --d-sae")
     if a.n_checkpoints and a.checkpoint_dir is None:
         raise UsageError("--checkpoints needs --checkpoint-dir (the folder to keep them in)")
-    inputs.check_out(a.out, a.overwrite)
+    inputs.check_out(a)
     world = _world(a)
     texts = _pretrain_texts(a, world)
     model = inputs.load_model(a.model, a.device)
@@ -170,7 +167,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
         checkpoint_dir=a.checkpoint_dir,
         n_checkpoints=a.n_checkpoints,
     )
-    with inputs.staged(a.out, a.overwrite) as stage:
+    with inputs.staged(a) as stage:
         sae.save_model(stage)
     print(f"Stage-1 SAE ({type(sae).__name__}, d_sae={sae.cfg.d_sae}, {len(acts)} tokens) written to {a.out}")
     return 0
@@ -218,7 +215,7 @@ def run_align(a: argparse.Namespace) -> int:
 
     if a.store is not None and a.texts is None:
         raise UsageError("--store holds the --texts token activations; pass --texts FILE with it")
-    inputs.check_out(a.out, a.overwrite)
+    inputs.check_out(a)
     world = _world(a)
     onto = _ontology(a, world)
     sae = inputs.load_sae(a.sae, "--sae", a.device)
@@ -234,7 +231,7 @@ def run_align(a: argparse.Namespace) -> int:
             model, inputs.read_texts(a.texts), hook, a.store, inputs.model_name(a.model, model)
         )
     aligned = align(sae, onto, model=model, unlabelled=unlabelled, config=config)
-    with inputs.staged(a.out, a.overwrite) as stage:
+    with inputs.staged(a) as stage:
         aligned.save_model(stage)
     accuracy = aligned.cfg.metrics["binding_accuracy_train"]
     print(f"aligned SAE written to {a.out}; training binding accuracy {accuracy:.3f}")
@@ -292,7 +289,7 @@ def run_eval(a: argparse.Namespace) -> int:
     from align_lens.analysis.evaluate import evaluate, headline
     from align_lens.viz.report import evaluation_sections, write_report
 
-    inputs.check_out(a.out, a.overwrite)
+    inputs.check_out(a)
     world = _world(a)
     aligned, stage1 = _load_pair(a)
     onto = _ontology(a, world)
@@ -315,8 +312,8 @@ def run_eval(a: argparse.Namespace) -> int:
         raise UsageError("swaps need examples with 'entity' and 'answer'; add them to the ontology or pass --no-swaps")
     result = evaluate(model, aligned, onto, config, stage1=stage1, tokens=tokens)
     head = headline(result)
-    with inputs.staged(a.out, a.overwrite) as stage:
-        _write_json(stage / "eval.json", {"summary": head, "results": result})
+    with inputs.staged(a) as stage:
+        (stage / "eval.json").write_text(strict_json({"summary": head, "results": result}))
         write_report(stage / "eval.html", "align_lens evaluation", evaluation_sections(result))
-    print(json.dumps(head, indent=1))
+    print(strict_json(head))
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import get_args
 
 from align_lens.cli.options import non_negative_int, option, positive_float, positive_int
+from align_lens.files import check_output_place
 
 
 def add_train_two_hop(sub, common) -> None:
@@ -52,6 +53,7 @@ def run_train_two_hop(a: argparse.Namespace) -> int:
     from align_lens.worlds.two_hop import make_two_hop_world
     from align_lens.worlds.two_hop_model import load_two_hop_meta, train_two_hop_model
 
+    check_output_place(a.out)
     kw = {"phrasing": a.phrasing} | ({} if a.official else {"n_entities": a.n_entities})
     world = make_two_hop_world(official=a.official, seed=a.world_seed, **kw)
     train_two_hop_model(
@@ -101,6 +103,7 @@ def run_two_hop_study(a: argparse.Namespace) -> int:
     from align_lens.analysis.two_hop_study import StudyConfig, run_two_hop_study, summary_rows
     from align_lens.worlds.two_hop_model import load_two_hop_model, load_two_hop_world
 
+    check_output_place(a.out, [a.model])
     model, world = load_two_hop_model(a.model, a.device), load_two_hop_world(a.model)
     cfg = StudyConfig(
         hook_name=a.hook, entity_hook_name=a.entity_hook, seed=a.seed, device=a.device, swap_items=a.swap_items
@@ -148,6 +151,7 @@ def add_grokking(sub, common) -> None:
 def run_grokking(a: argparse.Namespace) -> int:
     from align_lens.analysis.grokking import GrokkingConfig, run_grokking
 
+    check_output_place(a.out, [a.model])
     cfg = GrokkingConfig(
         out_dir=a.out,
         model_dir=a.model,

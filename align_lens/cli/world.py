@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from align_lens.cli.options import UsageError, option, positive_int
+from align_lens.files import check_output_place
 from align_lens.worlds.base_model import train_base_model
 from align_lens.worlds.bio import make_world
 from align_lens.worlds.demo import DemoConfig
@@ -76,8 +77,7 @@ def add_train_base(sub, common) -> None:
 def run_train_base(a: argparse.Namespace) -> int:
     from align_lens.worlds.base_model import evaluate_splits
 
-    if a.out.exists() and not a.out.is_dir():
-        raise UsageError(f"--out {a.out} is a file; pass a folder path")
+    check_output_place(a.out)
     world = make_world(n_people=a.n_people, seed=a.world_seed)
     model = train_base_model(
         world,

@@ -28,11 +28,11 @@ from sae_lens.saes.sae import TrainCoefficientConfig, TrainingSAEConfig, TrainSt
 from sae_lens.saes.topk_sae import TopK
 from torch import Tensor, nn
 
-from align_lens.files import replaced_folder
+from align_lens.files import OUTPUT_MARKER, replaced_folder
 
 ARCHITECTURE = "aligned"
 ONTOLOGY_FILENAME = "ontology.json"
-SAVED_FILES = (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, ONTOLOGY_FILENAME)
+SAVED_FILES = (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, ONTOLOGY_FILENAME, OUTPUT_MARKER)
 BASE_ARCHITECTURES = ("standard", "topk", "jumprelu")
 
 

@@ -6,9 +6,7 @@ swaps through hook points) → outputs (aligned SAE folder, results.json, report
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 from align_lens.activations.gather import gather_token_activations
 from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.evals.binding import off_ontology_silence
+from align_lens.files import output_folder, strict_json
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig, align
 from align_lens.viz import figures
@@ -29,7 +28,6 @@ from align_lens.worlds.base_model import load_base_model, load_base_world
 # relation (read by attention from the cue word) and the person add up with no interaction, so one edit vector per
 # relation pair swaps exactly; after the MLP they are entangled and every single-vector edit tops out near 0.88.
 DEFAULT_HOOK = "blocks.0.hook_resid_mid"
-MARKER = ".align_lens_demo"  # in every demo output folder: the only folders DemoConfig.overwrite replaces
 
 
 @dataclass
@@ -61,7 +59,7 @@ class DemoConfig:
     swap_items: int | None = 40  # base prompts per source concept (held-out templates)
     task_items: int | None = 300  # examples for task accuracy with the SAE spliced in
     seed: int = 0
-    overwrite: bool = False  # replace out_dir, only if an earlier demo run wrote it (it carries MARKER)
+    overwrite: bool = False  # replace out_dir, only if an align_lens run wrote it (files.OUTPUT_MARKER)
     device: str = "cpu"  # model, Stage 1, Stage 2 and evaluation run here
     progress: bool = True
 
@@ -96,47 +94,15 @@ def corpus_texts(world, n_people: int | None, seed: int) -> tuple[list[str], lis
     return bios, [rng.choice(prompts) for prompts in by_key.values()]
 
 
-def _written_by_demo(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
-
-
-def _prepare(out: Path, overwrite: bool) -> Path:
-    """A fresh staging folder beside `out`, marked as a demo output; `out` itself is only replaced when the run
-    succeeds, and `overwrite` only ever replaces a folder an earlier demo run wrote."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; pass a folder path as out_dir (--out).")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} already exists and is not empty; pass overwrite=True (--overwrite) or another folder."
-            )
-        if not _written_by_demo(out):
-            raise FileExistsError(
-                f"{out} was not written by the demo (no {MARKER} file), so overwrite will not delete it; "
-                "choose another folder or remove it yourself."
-            )
-    stage = out.with_name(out.name + ".partial")
-    if stage.exists():
-        if not _written_by_demo(stage):
-            raise FileExistsError(f"{stage} exists and was not written by the demo; move it away or remove it.")
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    (stage / MARKER).write_text("written by align_lens.worlds.demo.run_demo; --overwrite may replace this folder\n")
-    return stage
-
-
-def _commit(stage: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
-
-
 def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     """Run the whole pipeline and write `cfg.out_dir`/{aligned_sae/, stage1_sae/, ontology.json, results.json,
     report.html}."""
     cfg = cfg or DemoConfig()
-    out = Path(cfg.out_dir)
-    stage = _prepare(out, cfg.overwrite)
+    with output_folder(cfg.out_dir, cfg.overwrite, [cfg.model_path]) as stage:
+        return _run_into(stage, cfg)
+
+
+def _run_into(stage: Path, cfg: DemoConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -194,14 +160,13 @@ def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
         "silence_on_biographies": silence,
         "history": aligned.history.steps,
     }
-    (stage / "results.json").write_text(json.dumps(record, indent=1, default=str))
+    (stage / "results.json").write_text(strict_json(record))
     sections = evaluation_sections(results)
     sections[1:1] = [
         ("Timings (s)", [{"step": k, "seconds": v} for k, v in timings.items()]),
         ("Stage-2 losses", figures.loss_curves(aligned.history)),
     ]
     write_report(stage / "report.html", "align_lens demo: AlignSAE on the synthetic biography world", sections)
-    _commit(stage, out)
     return record
 
 
