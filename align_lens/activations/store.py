@@ -1,13 +1,16 @@
 """An on-disk activation store: sharded safetensors plus a JSON manifest, read row by row with bounded memory.
 
 Layout of a store folder:
-    manifest.json            what was gathered (model, hook, position rule, dtypes, concepts, ontology hash),
-                             the shards written so far and whether the gather finished
+    manifest.json            what was gathered (model name, hashes of its weights and tokenizer, hook, position
+                             rule, dtypes, a hash of the texts, concepts, ontology hash), the shards written so
+                             far (file, rows, sha256) and whether the gather finished
     shard_00000.safetensors  "activations" [rows, d_in] in the stored dtype, "labels" [rows] for labelled sets
     shard_00001.safetensors  ...
 
 A gather writes one shard per `prompts_per_shard` prompts and updates the manifest after each, so an
-interrupted gather rerun with the same arguments keeps the finished shards and continues. Reading memory-maps
+interrupted gather rerun with the same arguments keeps the finished shards and continues; a rerun with another
+model, hook or texts is refused naming what differs. Opening a store checks every shard's checksum and shape
+against the manifest, and every read checks its rows are finite. Reading memory-maps
 only the shards a batch needs and copies just its rows, so memory depends on the batch, not on the store.
 """
 
@@ -30,8 +33,9 @@ from tqdm.auto import tqdm
 
 from align_lens.activations.gather import check_activations, gather_activations, gather_token_activations
 from align_lens.adapter import HookedTransformer, Position
+from align_lens.files import read_json
 
-FORMAT = "align_lens.activation_store/1"
+FORMAT = "align_lens.activation_store/2"  # /2: shard checksums, model fingerprint
 MANIFEST = "manifest.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _NUMPY = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}  # bf16 is read as uint16 and viewed
@@ -45,6 +49,19 @@ def content_hash(payload) -> str:
 def labelled_hash(prompts: Sequence[str], labels: Int[Tensor, " n"], concepts: Sequence[str]) -> str:
     """The `ontology_hash` of a labelled store: its prompts, their labels and the concept names, in order."""
     return content_hash({"prompts": list(prompts), "labels": labels.tolist(), "concepts": list(concepts)})
+
+
+def model_fingerprint(model: HookedTransformer) -> dict[str, str | None]:
+    """What binds a store to the model that made it: a hash of every tensor of the state dict (names, dtypes,
+    shapes and bytes) and a hash of the tokenizer's vocabulary (None without a tokenizer)."""
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{key}|{value.dtype}|{tuple(value.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy())
+    tokenizer = getattr(model, "tokenizer", None)
+    vocab = tokenizer.get_vocab() if tokenizer is not None else None
+    return {"model_weights": h.hexdigest()[:16], "tokenizer": content_hash(vocab)[:16] if vocab is not None else None}
 
 
 def _position_name(position: Position) -> str | int:
@@ -75,18 +92,21 @@ class ActivationStore:
             raise FileNotFoundError(
                 f"{self.path} is not an activation store (no {MANIFEST}); write one with write_store."
             )
-        self.manifest = json.loads((self.path / MANIFEST).read_text())
-        if self.manifest.get("format") != FORMAT:
-            raise ValueError(f"{self.path}/{MANIFEST} has format {self.manifest.get('format')!r}, expected {FORMAT!r}.")
+        self.manifest = read_json(self.path / MANIFEST, "activation store manifest")
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
+            found = self.manifest.get("format") if isinstance(self.manifest, dict) else None
+            raise ValueError(
+                f"{self.path}/{MANIFEST} has format {found!r}, expected {FORMAT!r}; gather the store again."
+            )
         if not self.manifest["complete"]:
             raise ValueError(
                 f"the gather into {self.path} did not finish ({len(self.manifest['shards'])} shards written); "
                 "rerun the same gather to resume it."
             )
         self._files = [self.path / s["file"] for s in self.manifest["shards"]]
+        self._layout = [_verified_shard(self.path, s, self.manifest["d_in"]) for s in self.manifest["shards"]]
         sizes = torch.tensor([s["rows"] for s in self.manifest["shards"]], dtype=torch.long)
         self._starts = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
-        self._layout = [_tensor_offsets(f, "activations") for f in self._files]
         self._labels: Tensor | None = None
 
     def __len__(self) -> int:
@@ -119,7 +139,13 @@ class ActivationStore:
         offset, dtype, shape = self._layout[shard]
         mm = np.memmap(self._files[shard], dtype=_NUMPY[dtype], mode="r", offset=offset, shape=tuple(shape))
         rows = torch.from_numpy(np.array(mm[local]))  # a copy; the mapping is dropped with `mm`
-        return rows.view(torch.bfloat16) if dtype == "BF16" else rows
+        rows = rows.view(torch.bfloat16) if dtype == "BF16" else rows
+        if not torch.isfinite(rows).all():
+            raise ValueError(
+                f"activation store shard {self._files[shard]} holds NaN or inf values; the file is damaged: "
+                "delete the store and gather it again."
+            )
+        return rows
 
     def take(self, idx: Int[Tensor, " b"]) -> Float[Tensor, "b d_in"]:
         """Rows `idx` (global indices, any order, repeats allowed) in the stored dtype, on the CPU."""
@@ -150,6 +176,32 @@ class ActivationStore:
         return torch.cat(list(self.chunks(1 << 16)))
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _verified_shard(folder: Path, entry: dict, d_in: int) -> tuple[int, str, list[int]]:
+    """The activations' layout in shard `entry` of the manifest, after checking the file's checksum and that
+    its shape is the recorded [rows, d_in]; errors name the shard file."""
+    path = folder / entry["file"]
+    if not path.is_file():
+        raise FileNotFoundError(f"activation store shard {path} is missing; delete the store and gather it again.")
+    if file_sha256(path) != entry.get("sha256"):
+        raise ValueError(
+            f"activation store shard {path} does not match the checksum in {MANIFEST} (truncated, damaged or "
+            "changed after the gather); delete the store and gather it again."
+        )
+    layout = _tensor_offsets(path, "activations")
+    if list(layout[2]) != [entry["rows"], d_in]:
+        raise ValueError(
+            f"activation store shard {path} holds activations of shape {layout[2]} but {MANIFEST} records "
+            f"[{entry['rows']}, {d_in}]; the manifest was edited: delete the store and gather it again."
+        )
+    return layout
+
+
 def _read(path: Path, name: str) -> Tensor:
     with safe_open(path, framework="pt") as f:
         return f.get_tensor(name)
@@ -168,12 +220,14 @@ class _Writer:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         if manifest_path.exists():
-            old = json.loads(manifest_path.read_text())
-            differs = sorted(k for k in set(old.get("job", {})) | set(job) if old.get("job", {}).get(k) != job.get(k))
+            old = read_json(manifest_path, "activation store manifest")
+            was = old.get("job", {}) if isinstance(old, dict) else {}
+            differs = sorted(k for k in set(was) | set(job) if was.get(k) != job.get(k))
             if differs:
                 raise ValueError(
-                    f"{self.path} holds a store of another gather (differs in {differs}); "
-                    "delete the folder or choose another path."
+                    f"{self.path} holds a store of another gather (differs in {differs}: "
+                    + "; ".join(f"{k} (store: {was.get(k)!r}, now: {job.get(k)!r})" for k in differs)
+                    + "); delete the folder or choose another path."
                 )
             self.manifest = old
         else:
@@ -192,7 +246,8 @@ class _Writer:
             tensors["labels"] = labels.to(torch.long).contiguous()
         save_file(tensors, self.path / f"{name}.tmp")
         (self.path / f"{name}.tmp").replace(self.path / name)
-        self.manifest["shards"].append({"file": name, "rows": len(acts)})
+        entry = {"file": name, "rows": len(acts), "sha256": file_sha256(self.path / name)}
+        self.manifest["shards"].append(entry)
         self.manifest["n_rows"] = sum(s["rows"] for s in self.manifest["shards"])
         _write_json(self.path / MANIFEST, self.manifest)
 
@@ -241,6 +296,7 @@ def write_store(
     name = model_name or getattr(model.cfg, "model_name", None)
     job = {
         "model_name": name,
+        **model_fingerprint(model),
         "hook_name": hook_name,
         "position": "every_token" if position is None else _position_name(position),
         "dtype": dtype,
