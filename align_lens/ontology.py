@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,7 +69,8 @@ class Ontology:
         dup = [n for n, k in Counter(names).items() if k > 1]
         if dup:
             raise OntologyError(
-                f"duplicate concept name(s) {dup} (names are compared after stripping surrounding whitespace): "
+                f"duplicate concept name(s) {dup} (names are compared after stripping surrounding whitespace "
+                "and Unicode NFC normalisation): "
                 "concept names must be unique."
             )
         if len(names) < 2:
@@ -76,6 +78,7 @@ class Ontology:
                 f"an ontology needs at least two concepts, got {names or 'none'}; "
                 "binding is a choice between concepts, so add another concept."
             )
+        _check_consistent(self.examples, [f"example {i}" for i in range(len(self.examples))])
         known = set(names)
         for i, ex in enumerate(self.examples):
             if ex.concept not in known:
@@ -182,6 +185,7 @@ class Ontology:
         elif isinstance(concepts, (str, bytes, Mapping)) or not isinstance(concepts, Iterable):
             raise OntologyError(f"concepts must be a list of names, got {type(concepts).__name__}")
         parsed = [_concept(c, i) for i, c in enumerate(concepts)]
+        _check_consistent(examples, sources or [f"record {i}" for i in range(len(examples))])
         known = {c.name for c in parsed}
         for i, e in enumerate(examples):
             if e.concept not in known:
@@ -234,6 +238,30 @@ _OPTIONAL = ("answer", "entity", "template")
 _FIELDS = tuple(Example.__dataclass_fields__)
 
 
+def _check_consistent(examples: Sequence[Example], where: Sequence[str]) -> None:
+    """A prompt has one concept and one split: a prompt repeated with another concept or in the other split
+    raises naming both records."""
+    first: dict[str, int] = {}
+    for i, e in enumerate(examples):
+        j = first.setdefault(e.prompt, i)
+        a = examples[j]
+        if a.concept != e.concept:
+            raise OntologyError(
+                f"{where[j]} and {where[i]} give the same prompt {e.prompt!r} two concepts ({a.concept!r} and "
+                f"{e.concept!r}); a prompt has one concept: fix or drop one of them."
+            )
+        if a.split != e.split:
+            raise OntologyError(
+                f"{where[j]} and {where[i]} put the same prompt {e.prompt!r} in both splits ({a.split!r} and "
+                f"{e.split!r}), so held-out binding would be measured on training data; keep it in one split."
+            )
+
+
+def _name(text: str) -> str:
+    """A concept name as compared: surrounding whitespace stripped, Unicode NFC (so NFC and NFD "CAFÉ" agree)."""
+    return unicodedata.normalize("NFC", text.strip())
+
+
 def _concept(c: str | Concept | Mapping, i: int) -> Concept:
     """A Concept with its name stripped; anything else raises saying what concept `i` should look like."""
     if isinstance(c, Concept):
@@ -249,7 +277,7 @@ def _concept(c: str | Concept | Mapping, i: int) -> Concept:
         raise OntologyError(f"concept {i} needs a non-empty text name, got {name!r}")
     if not isinstance(description, str):
         raise OntologyError(f"concept {i} ({name!r}) description must be text, got {type(description).__name__}")
-    return Concept(name.strip(), description)
+    return Concept(_name(name), description)
 
 
 def _example(e: Example | Mapping, where: str) -> Example:
@@ -272,7 +300,7 @@ def _example(e: Example | Mapping, where: str) -> Example:
         if value is None or not value.strip():
             raise OntologyError(f"{where} has an empty {key}.")
         out[key] = value
-    out["concept"] = out["concept"].strip()
+    out["concept"] = _name(out["concept"])
     split = e.get("split", "train")
     if split not in SPLITS:
         raise OntologyError(f"{where} has split {split!r}; use one of {SPLITS} (or leave the field out for train).")

@@ -28,6 +28,8 @@ def read_text(path: str | Path) -> str:
         data = path.read_bytes()
     except OSError as e:
         raise OntologyError(f"cannot read ontology file {path}: {e.strerror or e}") from e
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data:
+        raise OntologyError(f"{path} is UTF-16 (or holds NUL bytes), not UTF-8 text; re-save it as UTF-8.")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -78,7 +78,7 @@ word = st.text(alphabet="abcdefgh ", min_size=1, max_size=12).filter(lambda s: s
 @settings(max_examples=40, deadline=None)
 @given(
     names=st.lists(st.text(alphabet="abcxyz", min_size=1, max_size=5), min_size=2, max_size=5, unique=True),
-    prompts=st.lists(word, min_size=1, max_size=20),
+    prompts=st.lists(word, min_size=1, max_size=20, unique=True),  # one concept per prompt
     data=st.data(),
 )
 def test_json_round_trip_property(names, prompts, data):
