@@ -50,6 +50,11 @@ def _looks_local(source: str | Path) -> bool:
 
 def _load_local(path: Path, device: str) -> SAE:
     """SAE.load_from_disk after checking the folder's files, so a missing or damaged file is named."""
+    if path.is_file():
+        raise NotADirectoryError(
+            f"{path} is a file, not an SAE folder; pass the folder holding {SAE_CFG_FILENAME} and "
+            f"{SAE_WEIGHTS_FILENAME} (written by save_model)."
+        )
     if not path.is_dir():
         raise FileNotFoundError(
             f"SAE folder {path} does not exist (looked for it locally; nothing was downloaded). To load from the "

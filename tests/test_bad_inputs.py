@@ -532,7 +532,7 @@ CASES = [
         "cfg-scales-disagree",
         lambda t: _edit_cfg(t, concept_scales=[1.0, 2.0]),
         ValueError,
-        r"3 concept names but 2 concept_scales",
+        r"3 concept_names but 2 concept_scales",
     ),
     Case(
         "cfg-concepts-disagree-with-weights",

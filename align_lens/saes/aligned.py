@@ -13,6 +13,8 @@ reads as "how much of this concept is present" and decoding a slot writes along 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,14 @@ def _check_concepts(base_architecture: str, concept_names: list[str], concept_sl
         raise ValueError("a topk base needs k (the number of active free latents)")
 
 
+TABLE_LISTS = ("concept_names", "concept_slots", "concept_scales", "concept_counts")  # one entry per concept
+
+
+def table_hash(values: list) -> str:
+    """sha256 (16 hex digits) of one concept-table list as cfg.json stores it."""
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
+
+
 class _ConceptTable:
     """Derived concept-table fields and checks shared by the inference and training configs."""
 
@@ -60,20 +70,37 @@ class _ConceptTable:
     concept_names: list[str]
     concept_slots: list[int]
     concept_scales: list[float]
+    concept_counts: list[int]
+    concept_table_hashes: dict[str, str]
     k: int | None
 
     def _complete_concept_table(self) -> None:
+        for key in TABLE_LISTS[1:]:
+            values = getattr(self, key)
+            if values and len(values) != len(self.concept_names):
+                raise ValueError(
+                    f"the concept table has {len(self.concept_names)} concept_names but {len(values)} {key}; "
+                    "the config does not describe these concepts (is the name list short?)."
+                )
         if not self.concept_slots:
             self.concept_slots = list(range(self.d_sae - len(self.concept_names), self.d_sae))
         if not self.concept_scales:
             self.concept_scales = [1.0] * len(self.concept_names)
         _check_concepts(self.base_architecture, self.concept_names, self.concept_slots, self.d_sae, self.k)
-        for key in ("concept_scales", "concept_counts"):
-            values = getattr(self, key)
-            if values and len(values) != len(self.concept_names):
+        bad = [s for s in self.concept_scales if not isinstance(s, (int, float)) or not 0 <= s < float("inf")]
+        if bad:  # 0 is a slot that never fired in training; a negative or non-finite scale is an edited file
+            raise ValueError(
+                f"concept_scales must be finite numbers ≥ 0 (a slot's typical on-value), got {bad} in "
+                f"{self.concept_scales}"
+            )
+
+    def check_table_hashes(self) -> None:
+        """Refuse a concept table edited after it was saved (e.g. two names swapped in cfg.json), naming the list."""
+        for key, digest in self.concept_table_hashes.items():
+            if key in TABLE_LISTS and table_hash(getattr(self, key)) != digest:
                 raise ValueError(
-                    f"the concept table has {len(self.concept_names)} concept names but {len(values)} {key}; "
-                    "the config does not describe these concepts."
+                    f"cfg.json's {key} {getattr(self, key)} is not what was saved with these weights (its hash "
+                    "differs): the file was edited. Restore it, or re-save the SAE from Python after changing it."
                 )
 
     @classmethod
@@ -98,6 +125,7 @@ class AlignedSAEConfig(_ConceptTable, SAEConfig):
     concept_slots: list[int] = field(default_factory=list)
     concept_scales: list[float] = field(default_factory=list)  # typical on-value of each slot
     concept_counts: list[int] = field(default_factory=list)  # training examples per concept
+    concept_table_hashes: dict[str, str] = field(default_factory=dict)  # table_hash of each list, set by save_model
     ontology_hash: str | None = None  # Ontology.fingerprint() of the ontology it was aligned with
     k: int | None = None  # topk base: active free latents
     align_config: dict[str, Any] = field(default_factory=dict)  # how Stage 2 was run
@@ -117,6 +145,7 @@ class AlignedTrainingSAEConfig(_ConceptTable, TrainingSAEConfig):
     concept_slots: list[int] = field(default_factory=list)
     concept_scales: list[float] = field(default_factory=list)
     concept_counts: list[int] = field(default_factory=list)
+    concept_table_hashes: dict[str, str] = field(default_factory=dict)
     ontology_hash: str | None = None
     k: int | None = None
     align_config: dict[str, Any] = field(default_factory=dict)
@@ -236,6 +265,7 @@ class AlignedSAE(_ConceptCoding, SAE[AlignedSAEConfig]):
         counts, ontology hash) is always in cfg.json; the ontology itself is optional.
         """
         path = Path(path)
+        self.cfg.concept_table_hashes = {key: table_hash(getattr(self.cfg, key)) for key in TABLE_LISTS}
         with replaced_folder(path, owned=SAVED_FILES) as tmp:
             super().save_model(tmp)
             if ontology is not None:
@@ -244,7 +274,8 @@ class AlignedSAE(_ConceptCoding, SAE[AlignedSAEConfig]):
         return path / SAE_WEIGHTS_FILENAME, path / SAE_CFG_FILENAME
 
     def process_state_dict_for_loading(self, state_dict: dict[str, Any]) -> None:
-        """Refuse weights whose size disagrees with the config's concept table (before the raw size error)."""
+        """Refuse weights whose size disagrees with the config's concept table (before the raw size error), and a
+        concept table edited after saving."""
         shape = tuple(state_dict["W_enc"].shape) if "W_enc" in state_dict else None
         want = (self.cfg.d_in, self.cfg.d_sae)
         if shape != want:
@@ -253,6 +284,7 @@ class AlignedSAE(_ConceptCoding, SAE[AlignedSAEConfig]):
                 f"free latents + {self.cfg.n_concepts} concept slots {self.cfg.concept_names}); cfg.json and "
                 "sae_weights.safetensors come from different SAEs."
             )
+        self.cfg.check_table_hashes()
 
     @torch.no_grad()
     def fold_W_dec_norm(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,12 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]
     """Read a checkpoint written by `save`; only tensors and plain values are accepted (weights_only)."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"cannot read checkpoint {path}: it holds Python objects other than tensors and plain values, which "
+            "align_lens never loads (unpickling them could run code); it was not written by align_lens. Delete it "
+            "or use another checkpoint folder."
+        ) from None
     except Exception as e:
         raise ValueError(
             f"cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
