@@ -7,8 +7,11 @@ and JSON values to the ontology loaders.
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
+import struct
+from argparse import ArgumentTypeError
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,10 @@ from hypothesis import strategies as st
 from sae_lens import SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
 from align_lens import AlignConfig, Ontology, align, pretrain_sae
+from align_lens.activations.store import ActivationStore, file_sha256, write_store, write_tensor_store
 from align_lens.adapter import load_model, save_model
+from align_lens.cli import options
+from align_lens.files import output_folder
 from align_lens.hub import load_aligned, push_to_hub
 from align_lens.interventions.swaps import swap_hooks
 from align_lens.ontology import OntologyError
@@ -166,6 +172,69 @@ def _no_hub(monkeypatch):
         raise AssertionError("the Hub was contacted")
 
     monkeypatch.setattr(SAE, "from_pretrained", refuse)
+
+
+# ---- outputs and stores (issue 18): nothing lost, nothing mislabelled -----------------------
+def _cli(*argv: str) -> None:
+    """`align-lens ARGV --debug`: the command's error is raised, not printed."""
+    from align_lens.cli import main
+
+    main([*argv, "--debug"])
+
+
+def _keeps(folder: Path, run: Callable[[], Any]) -> None:
+    """Run `run` with a file of the user's in `folder`; the file must survive whatever `run` does."""
+    folder.mkdir(exist_ok=True)
+    (folder / "precious.txt").write_text("mine")
+    try:
+        run()
+    finally:
+        assert (folder / "precious.txt").read_text() == "mine", f"{folder} lost the user's file"
+
+
+def _failed_overwrite(tmp):
+    with output_folder(tmp / "o", overwrite=False) as stage:
+        (stage / "result.txt").write_text("old")
+    try:
+        with output_folder(tmp / "o", overwrite=True) as stage:
+            (stage / "result.txt").write_text("new")
+            raise RuntimeError("the run failed")
+    finally:
+        assert (tmp / "o" / "result.txt").read_text() == "old"
+        assert sorted(p.name for p in tmp.iterdir()) == ["o", "runs"]  # no staging folder left behind
+
+
+def _store(tmp, edit: Callable[[Path, dict], None], read: bool = False):
+    """A two-shard store, damaged by `edit(folder, manifest)`, then opened (and read)."""
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    write_tensor_store(tmp / "st", x, rows_per_shard=32)
+    manifest = json.loads((tmp / "st" / "manifest.json").read_text())
+    edit(tmp / "st", manifest)
+    (tmp / "st" / "manifest.json").write_text(json.dumps(manifest))
+    opened = ActivationStore(tmp / "st")
+    if read:
+        opened.read_all()
+
+
+def _nan_bytes(folder: Path, manifest: dict, rehash: bool = False) -> None:
+    """Overwrite the last 4 bytes of shard 0's activations with a float32 NaN (optionally fixing its checksum)."""
+    shard = folder / "shard_00000.safetensors"
+    data = bytearray(shard.read_bytes())
+    data[-4:] = struct.pack("<f", float("nan"))
+    shard.write_bytes(bytes(data))
+    if rehash:
+        manifest["shards"][0]["sha256"] = file_sha256(shard)
+
+
+def _broken_manifest(tmp):
+    write_tensor_store(tmp / "st", torch.randn(8, 4))
+    _truncate(tmp / "st" / "manifest.json")
+    ActivationStore(tmp / "st")
+
+
+def _grokking_model_without_world(tmp):
+    (tmp / "m1").mkdir()
+    _cli("grokking", "--model", "m1", "--out", "g")
 
 
 # ---- the table ----------------------------------------------------------------------------
@@ -568,6 +637,142 @@ CASES = [
     ),
     Case("swap-alpha-inf", lambda t: swap_hooks(_aligned(), "a", "b", float("inf")), ValueError, r"alpha .* inf"),
     Case("swap-alpha-text", lambda t: swap_hooks(_aligned(), "a", "b", "1"), ValueError, r"alpha .* '1'"),
+    # outputs never eat inputs (issue 18)
+    Case(
+        "pretrain-out-cwd-overwrite",
+        lambda t: _keeps(t, lambda: _cli("pretrain", "--out", ".", "--overwrite", "--d-sae", "8", "--k", "4")),
+        ValueError,
+        r"--out \. is the working folder",
+    ),
+    Case(
+        "align-out-cwd-overwrite",
+        lambda t: _keeps(t, lambda: _cli("align", "--sae", "s1", "--out", ".", "--overwrite")),
+        ValueError,
+        r"--out \. is the working folder",
+    ),
+    Case(
+        "pretrain-out-parent",
+        lambda t: _cli("pretrain", "--out", "..", "--overwrite", "--d-sae", "8", "--k", "4"),
+        ValueError,
+        r"--out \.\. is the working folder or one of its parents",
+    ),
+    Case(
+        "eval-out-is-its-sae",
+        lambda t: _keeps(t / "al", lambda: _cli("eval", "--sae", "al", "--out", "al", "--overwrite", "--no-swaps")),
+        ValueError,
+        r"--out al holds the input al\b",
+    ),
+    Case(
+        "align-out-holds-the-ontology",
+        lambda t: _keeps(
+            t / "runs",
+            lambda: _cli("align", "--sae", "s1", "--ontology", "runs/o.jsonl", "--out", "runs", "--overwrite"),
+        ),
+        ValueError,
+        r"--out runs holds the input runs/o\.jsonl",
+    ),
+    Case(
+        "overwrite-a-folder-align-lens-did-not-write",
+        lambda t: _keeps(t / "mine", lambda: _cli("align", "--sae", "s1", "--out", "mine", "--overwrite")),
+        FileExistsError,
+        r"--out mine was not written by align_lens \(no \.align_lens_output file\)",
+    ),
+    Case("failed-overwrite-keeps-the-old-folder", _failed_overwrite, RuntimeError, r"the run failed"),
+    # stores bound to what made them
+    Case(
+        "store-rows-edited",
+        lambda t: _store(t, lambda f, m: m["shards"][0].update(rows=100)),
+        ValueError,
+        r"shard .*shard_00000\.safetensors holds activations of shape \[32, 4\] but manifest\.json records \[100, 4\]",
+    ),
+    Case(
+        "store-shard-truncated",
+        lambda t: _store(t, lambda f, m: _truncate(f / "shard_00001.safetensors")),
+        ValueError,
+        r"shard .*shard_00001\.safetensors does not match the checksum",
+    ),
+    Case(
+        "store-manifest-not-json",
+        _broken_manifest,
+        ValueError,
+        r"activation store manifest .*manifest\.json is not valid JSON",
+    ),
+    Case(
+        "store-shard-nan-bytes",
+        lambda t: _store(t, _nan_bytes),
+        ValueError,
+        r"shard .*shard_00000\.safetensors does not match the checksum",
+    ),
+    Case(
+        "store-shard-nan-bytes-rehashed",
+        lambda t: _store(t, lambda f, m: _nan_bytes(f, m, rehash=True), read=True),
+        ValueError,
+        r"shard .*shard_00000\.safetensors holds NaN or inf",
+    ),
+    # ontologies without contradictions
+    Case(
+        "prompt-with-two-concepts",
+        lambda t: _jsonl(t, *GOOD, dict(prompt="x is", concept="b")),
+        OntologyError,
+        r"bad\.jsonl, line 1 and .*bad\.jsonl, line 3 give the same prompt 'x is' two concepts \('a' and 'b'\)",
+    ),
+    Case(
+        "prompt-in-both-splits",
+        lambda t: _jsonl(t, *GOOD, dict(prompt="x is", concept="a", split="heldout")),
+        OntologyError,
+        r"line 1 and .*line 3 put the same prompt 'x is' in both splits",
+    ),
+    Case(
+        "names-equal-after-nfc",
+        lambda t: Ontology(["CAF\u00c9", "CAFE\u0301"]),
+        OntologyError,
+        r"duplicate concept name\(s\) \['CAF\u00c9'\] .*NFC",
+    ),
+    Case(
+        "ontology-utf16",
+        lambda t: Ontology.load(_write(t, "u.jsonl", json.dumps(GOOD[0]).encode("utf-16"))),
+        OntologyError,
+        r"u\.jsonl is UTF-16",
+    ),
+    # loaded SAEs checked
+    Case(
+        "cfg-names-swapped",
+        lambda t: _edit_cfg(t, concept_names=["b", "a", "c"]),
+        ValueError,
+        r"cfg\.json's concept_names \['b', 'a', 'c'\] is not what was saved",
+    ),
+    Case(
+        "cfg-negative-scale",
+        lambda t: _edit_cfg(t, concept_scales=[1.0, -1.0, 1.0]),
+        ValueError,
+        r"concept_scales must be finite numbers ≥ 0 .*got \[-1\.0\]",
+    ),
+    Case(
+        "cfg-name-removed",
+        lambda t: _edit_cfg(t, concept_names=["a", "b"]),
+        ValueError,
+        r"2 concept_names but 3 concept_slots",
+    ),
+    # messages
+    Case(
+        "grokking-model-without-world",
+        _grokking_model_without_world,
+        FileNotFoundError,
+        r"model folder m1 has no world\.json",
+    ),
+    Case(
+        "load-aligned-a-file",
+        lambda t: (_write(t, "onto.jsonl", "{}"), load_aligned("onto.jsonl")),
+        NotADirectoryError,
+        r"onto\.jsonl is a file, not an SAE folder",
+    ),
+    Case(
+        "planted-checkpoint-without-unsafe-advice",
+        _planted_checkpoint_file,
+        ValueError,
+        r"^(?!.*weights_only).*never loads \(unpickling them could run code\)",
+    ),
+    Case("device-cpu-with-index", lambda t: options.device("cpu:1"), ArgumentTypeError, r"no device index"),
 ]
 
 
@@ -615,6 +820,67 @@ def test_truncated_model_files_are_named(tiny_model, tmp_path):
     _truncate(folder / "tl_config.json")
     with pytest.raises(ValueError, match=r"model config .*tl_config\.json is not valid JSON"):
         load_model(folder)
+
+
+def test_a_store_of_another_model_is_refused_naming_the_field(tiny_model, tmp_path):
+    texts = ["Q: alpha A:", "Q: ann is the beta A:"]
+    write_store(tmp_path / "st", tiny_model, texts, HOOK, position=None)
+    other = copy.deepcopy(tiny_model)  # the same name and config, other weights (two local models: "custom")
+    with torch.no_grad():
+        other.W_E[0, 0] += 1
+    with pytest.raises(ValueError, match=r"differs in \['model_weights'\]: model_weights \(store: '[0-9a-f]{16}'"):
+        write_store(tmp_path / "st", other, texts, HOOK, position=None)
+    with pytest.raises(ValueError, match=r"differs in \['prompts_hash'\]"):
+        write_store(tmp_path / "st", tiny_model, texts[:1], HOOK, position=None)
+    assert len(write_store(tmp_path / "st", tiny_model, texts, HOOK, position=None)) > 2  # the same gather reuses
+
+
+def test_eval_json_is_strict_json_with_null_for_what_was_not_measured(tiny_model, tmp_path, monkeypatch):
+    from sae_lens import StandardSAEConfig
+
+    monkeypatch.chdir(tmp_path)
+    save_model(tiny_model, tmp_path / "model")
+    stage1 = StandardSAE(StandardSAEConfig(d_in=tiny_model.cfg.d_model, d_sae=16))
+    stage1.cfg.metadata.hook_name = HOOK
+    aligned_from_sae(stage1, ["alpha", "beta"]).save_model(tmp_path / "al")
+    rows = [dict(prompt=f"Q: {w} {c} A:", concept=c) for w in ("ann", "bob", "cat") for c in ("alpha", "beta")]
+    (tmp_path / "o.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _cli("eval", "--model", "model", "--ontology", "o.jsonl", "--sae", "al", "--out", "ev", "--no-swaps")
+    text = (tmp_path / "ev" / "eval.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    report = json.loads(text, parse_constant=refuse)  # NaN / Infinity would raise here
+    assert report["summary"]["explained_variance_stage1"] is None and report["summary"]["swap_trials"] is None
+    assert report["summary"]["binding_train"] is not None and (tmp_path / "ev" / ".align_lens_output").is_file()
+
+
+def test_grokking_always_analyses_its_final_model(tmp_path):
+    from align_lens.analysis.grokking import GrokkingConfig, run_grokking
+
+    cfg = GrokkingConfig(
+        out_dir=str(tmp_path / "g"),
+        steps=10,
+        checkpoint_every=50,  # more than the steps: only step 0 is on the grid, the final model is not
+        n_entities=10,
+        n_relations=3,
+        world_heldout=20,
+        n_train=60,
+        n_heldout=20,
+        d_sae=32,
+        k=4,
+        stage1_steps=20,
+        align_epochs=1,
+        hook_name="blocks.1.hook_resid_post",
+    )
+    assert [r["step"] for r in run_grokking(cfg)["rows"]] == [0, 10]
+
+
+def test_device_is_parsed_the_way_torch_does():
+    assert options.device("cpu:0") == options.device("cpu") == "cpu"  # "cpu:0" used to fail after the check
+    with pytest.raises(ArgumentTypeError, match="unknown device 'gpu'"):
+        options.device("gpu")
 
 
 # ---- what is accepted --------------------------------------------------------------------------
