@@ -122,8 +122,8 @@ def output_folder(
     replaces `out` as a whole only when the block succeeds, so a failed run leaves `out` as it was."""
     check_output(out, overwrite, sources, option)
     with replaced_folder(out) as stage:
-        (stage / OUTPUT_MARKER).write_text("written by align_lens; `--overwrite` may replace this folder\n")
         yield stage
+        (stage / OUTPUT_MARKER).write_text("written by align_lens; `--overwrite` may replace this folder\n")
 
 
 def replace_entries(target: str | Path, source: str | Path, names: Sequence[str]) -> None:

@@ -304,24 +304,24 @@ def test_hub_is_a_library_without_its_own_command_line():
     assert not hasattr(hub, "publish_main") and not hasattr(hub, "_publish_parser")
 
 
-def test_demo_overwrite_replaces_only_a_folder_a_demo_wrote(tmp_path, capsys):
-    from align_lens.worlds.demo import MARKER, _commit, _prepare
+def test_overwrite_replaces_only_a_folder_align_lens_wrote(tmp_path, capsys):
+    from align_lens.files import OUTPUT_MARKER, output_folder
 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
     assert main(["demo", "--overwrite", "--out", str(mine)]) == 2
     err = capsys.readouterr().err
-    assert _error_lines(err) == 1 and MARKER in err and "not written by the demo" in err
+    assert _error_lines(err) == 1 and OUTPUT_MARKER in err and "not written by align_lens" in err
     assert (mine / "thesis.tex").read_text() == "precious"
 
     out = tmp_path / "demo"
-    _commit(_prepare(out, overwrite=False), out)  # an earlier (empty) demo run
-    assert (out / MARKER).is_file()
-    stage = _prepare(out, overwrite=True)
-    (stage / "results.json").write_text("{}")
-    _commit(stage, out)
-    assert sorted(p.name for p in out.iterdir()) == [MARKER, "results.json"]
+    with output_folder(out, overwrite=False):  # an earlier (empty) run
+        pass
+    assert (out / OUTPUT_MARKER).is_file()
+    with output_folder(out, overwrite=True) as stage:
+        (stage / "results.json").write_text("{}")
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "results.json"]
 
 
 def test_publish_dry_run_lists_sparsity_and_the_ontology_only_when_given(usage_root, capsys):
@@ -353,19 +353,19 @@ def test_world_pretrain_with_checkpoints_then_align(tmp_path, capsys):
     assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
     aligned = SAE.load_from_disk(out)
     assert isinstance(aligned, AlignedSAE) and aligned.cfg.metadata.hook_name == DemoConfig().hook_name
-    assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".align_lens_output", "cfg.json", "sae_weights.safetensors"]
     assert "binding accuracy" in capsys.readouterr().out
 
 
 @pytest.mark.slow
 def test_reduced_demo_from_the_command_line_on_cpu_then_overwrite(tmp_path, capsys):
-    from align_lens.worlds.demo import MARKER
+    from align_lens.files import OUTPUT_MARKER
 
     out = tmp_path / "demo"
     small = ["--n-people", "40", "--d-sae", "256", "--k", "8", "--stage1-steps", "60", "--epochs", "2"]
     argv = ["demo", "--device", "cpu", "--out", str(out), *small, "--batch-size", "128", "--swap-items", "4"]
     assert main(argv) == 0
-    assert "binding accuracy" in capsys.readouterr().out and (out / MARKER).is_file()
+    assert "binding accuracy" in capsys.readouterr().out and (out / OUTPUT_MARKER).is_file()
     first = (out / "results.json").read_text()
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err  # refuses without --overwrite
     assert main([*argv, "--overwrite", "--seed", "1"]) == 0
