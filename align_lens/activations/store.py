@@ -178,8 +178,11 @@ class ActivationStore:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _verified_shard(folder: Path, entry: dict, d_in: int) -> tuple[int, str, list[int]]:
