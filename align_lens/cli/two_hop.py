@@ -151,7 +151,7 @@ def add_grokking(sub, common) -> None:
 def run_grokking(a: argparse.Namespace) -> int:
     from align_lens.analysis.grokking import GrokkingConfig, run_grokking
 
-    check_output_place(a.out, [a.model])
+    check_output_place(a.out)  # --model may be OUT/model, trained there by an earlier run: nothing is deleted
     cfg = GrokkingConfig(
         out_dir=a.out,
         model_dir=a.model,

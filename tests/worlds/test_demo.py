@@ -50,7 +50,7 @@ def test_reduced_demo_writes_every_output(tmp_path):
         "report.html",
     ]:
         assert (out / f).is_file(), f
-    assert not (tmp_path / "demo.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no staging folder left behind
     assert sorted(p.name for p in (out / "aligned_sae").iterdir()) == ["cfg.json", "sae_weights.safetensors"]
     sae = SAE.load_from_disk(out / "aligned_sae")
     assert isinstance(sae, AlignedSAE) and len(sae.cfg.concept_names) == 6
