@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sae_lens import SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
 from align_lens import AlignConfig, Ontology, align, pretrain_sae
-from align_lens.adapter import load_model, save_model
+from align_lens.adapter import load_transformer, save_transformer
 from align_lens.hub import load_aligned, push_to_hub
 from align_lens.interventions.swaps import swap_hooks
 from align_lens.ontology import OntologyError
@@ -154,7 +154,7 @@ def _edit_cfg(tmp, **changes):
 
 
 def _saved_model(tmp, tiny_model) -> Path:
-    return save_model(tiny_model, tmp / "model")
+    return save_transformer(tiny_model, tmp / "model")
 
 
 def _long_prompt(tiny_model) -> str:
@@ -611,10 +611,10 @@ def test_truncated_model_files_are_named(tiny_model, tmp_path):
     folder = _saved_model(tmp_path, tiny_model)
     _truncate(folder / "model.safetensors")
     with pytest.raises(ValueError, match=r"model weights .*model\.safetensors is not a complete"):
-        load_model(folder)
+        load_transformer(folder)
     _truncate(folder / "tl_config.json")
     with pytest.raises(ValueError, match=r"model config .*tl_config\.json is not valid JSON"):
-        load_model(folder)
+        load_transformer(folder)
 
 
 # ---- what is accepted --------------------------------------------------------------------------

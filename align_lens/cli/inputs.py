@@ -25,7 +25,7 @@ def existing(path: str, option: str, folder: bool = False) -> Path:
 
 
 def load_model(spec: str | None, device: str):
-    """--model: omitted → the shipped tiny model; a folder saved by `align_lens.save_model`; or a
+    """--model: omitted → the shipped tiny model; a folder saved by `align_lens.save_transformer`; or a
     TransformerLens model name (downloaded with `HookedTransformer.from_pretrained`)."""
     from align_lens import adapter
 
@@ -38,9 +38,9 @@ def load_model(spec: str | None, device: str):
         if not (path / adapter.MODEL_CONFIG).is_file():
             raise UsageError(
                 f"--model {spec} has no {adapter.MODEL_CONFIG}; pass a folder written by "
-                "align_lens.save_model(model, path) or a TransformerLens model name such as gpt2"
+                "align_lens.save_transformer(model, path) or a TransformerLens model name such as gpt2"
             )
-        return adapter.load_model(path, device=device)
+        return adapter.load_transformer(path, device=device)
     return adapter.load_pretrained(spec, device=device)
 
 
@@ -71,7 +71,7 @@ def read_texts(path: str) -> list[str]:
 
 
 def load_sae(path: str, option: str, device: str):
-    """An SAE folder (cfg.json + weights) written by `save_model`, any architecture."""
+    """An SAE folder (cfg.json + weights) written by `sae.save_model`, any architecture."""
     from sae_lens import SAE
     from sae_lens.constants import SAE_CFG_FILENAME
 

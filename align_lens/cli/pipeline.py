@@ -1,6 +1,6 @@
 """`pretrain`, `align` and `eval`: the pipeline on your own model and ontology (or on the shipped world).
 
---model is a folder saved by `align_lens.save_model` or a TransformerLens model name (e.g. gpt2, downloaded
+--model is a folder saved by `align_lens.save_transformer` or a TransformerLens model name (e.g. gpt2, downloaded
 once from the Hub). Without --model the shipped tiny model and its synthetic world are used, and --ontology,
 --texts and --hook default to the world's.
 """
@@ -29,7 +29,7 @@ from align_lens.training.stage2 import AlignConfig
 from align_lens.worlds.demo import DemoConfig
 
 MODEL_HELP = (
-    "a folder saved by align_lens.save_model, or a TransformerLens model name such as gpt2 (needs the network "
+    "a folder saved by align_lens.save_transformer, or a TransformerLens model name such as gpt2 (needs the network "
     "once); default: the shipped tiny model and its synthetic world"
 )
 

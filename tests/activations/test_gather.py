@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from align_lens.activations.gather import gather_activations, gather_token_activations
-from align_lens.adapter import attach_sae, load_model, residual_hooks, resolve_hook, save_model, stop_layer
+from align_lens.adapter import attach_sae, load_transformer, residual_hooks, resolve_hook, save_transformer, stop_layer
 
 PROMPTS = ["Q: alpha of ann A:", "Q: beta A:", "Q: what is the gamma of bob A:", "ann"]
 HOOK = "blocks.1.hook_resid_post"
@@ -80,12 +80,12 @@ def test_nan_activations_rejected(tiny_model):
 
 
 def test_model_save_load_identical_logits(tiny_model, tmp_path):
-    save_model(tiny_model, tmp_path / "m")
-    back = load_model(tmp_path / "m")
+    save_transformer(tiny_model, tmp_path / "m")
+    back = load_transformer(tmp_path / "m")
     toks = tiny_model.to_tokens(PROMPTS[2])
     torch.testing.assert_close(back(toks), tiny_model(toks), atol=0, rtol=0)
-    with pytest.raises(FileNotFoundError, match="save_model"):
-        load_model(tmp_path)
+    with pytest.raises(FileNotFoundError, match="save_transformer"):
+        load_transformer(tmp_path)
 
 
 def test_attach_sae_checks_hook_and_width(tiny_model):

@@ -1,4 +1,4 @@
-"""The `align-lens` command line on a user's own model (saved with `save_model`, no world file) and ontology,
+"""The `align-lens` command line on a user's own model (saved with `save_transformer`, no world file) and ontology,
 run from a shell; and its usage errors: one line naming the fix, exit status 2, no traceback."""
 
 import argparse
@@ -15,7 +15,7 @@ import torch
 from sae_lens import SAE
 
 from align_lens import AlignedSAE
-from align_lens.adapter import save_model
+from align_lens.adapter import save_transformer
 from align_lens.cli import build_parser, main
 from align_lens.cli.options import default_of
 from align_lens.training.stage2 import AlignConfig
@@ -42,9 +42,9 @@ def _answer(who: str, concept: str) -> str:
 
 @pytest.fixture(scope="module")
 def user_files(tiny_model, tmp_path_factory):
-    """A folder written by save_model (no world.json) and a three-concept JSONL ontology."""
+    """A folder written by save_transformer (no world.json) and a three-concept JSONL ontology."""
     root = tmp_path_factory.mktemp("user")
-    save_model(tiny_model, root / "model")
+    save_transformer(tiny_model, root / "model")
     rows = [
         {
             "prompt": f"Q: {frame.format(w=who, c=c)} A:",
@@ -131,7 +131,7 @@ def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
         (["pretrain", "--d-sae", "16", "--n-people", "0", "--out", "x"], ["--n-people", "positive"]),
         (["pretrain", "--d-sae", "16", "--n-people", "-5", "--out", "x"], ["--n-people", "positive"]),
         (["pretrain", "--d-sae", "16", "--n-people", "99999", "--out", "x"], ["--n-people 99999", "at most"]),
-        ([*pre[:1], "--model", str(root), *pre[3:], "--d-sae", "16"], ["tl_config.json", "save_model"]),
+        ([*pre[:1], "--model", str(root), *pre[3:], "--d-sae", "16"], ["tl_config.json", "save_transformer"]),
         (["align", *user, "--sae", stage1_sae, "--out", "x", "--epochs", "-3"], ["--epochs", "positive"]),
         (["align", "--model", str(root / "model"), "--sae", stage1_sae, "--out", "x"], ["--ontology"]),
         (["align", *user, "--sae", str(root / "nope"), "--out", "x"], ["--sae", "no such folder"]),
