@@ -239,8 +239,8 @@ def test_align_refuses_a_non_empty_out_and_keeps_it(usage_root, tmp_path, capsys
 
 TWO_HOP_WORK = {  # command → (module, function) it would run, and options it would accept
     "train-two-hop": ("align_lens.worlds.two_hop_model", "train_two_hop_model", ["--steps", "1"]),
-    "two-hop-study": ("align_lens.analysis.two_hop_study", "run_two_hop_study", ["--swap-items", "1"]),
-    "grokking": ("align_lens.analysis.grokking", "run_grokking", ["--steps", "1"]),
+    "two-hop-study": ("align_lens.worlds.two_hop_study", "run_two_hop_study", ["--swap-items", "1"]),
+    "grokking": ("align_lens.worlds.grokking", "run_grokking", ["--steps", "1"]),
 }
 
 
@@ -265,8 +265,8 @@ def test_two_hop_commands_refuse_an_unknown_device_before_any_work(command, tmp_
 
 
 def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
-    from align_lens.analysis.grokking import GrokkingConfig
-    from align_lens.analysis.two_hop_study import StudyConfig
+    from align_lens.worlds.grokking import GrokkingConfig
+    from align_lens.worlds.two_hop_study import StudyConfig
     from align_lens.worlds.two_hop import TwoHopWorld
     from align_lens.worlds.two_hop_model import train_two_hop_model
 
@@ -282,7 +282,8 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
             GrokkingConfig().checkpoint_every,
         )
     )
-    assert (g.n_entities, g.hook, g.seed, g.threads) == (GrokkingConfig().n_entities, GrokkingConfig().hook_name, 0, 2)
+    assert (g.n_entities, g.hook, g.seed) == (GrokkingConfig().n_entities, GrokkingConfig().hook_name, 0)
+    assert g.threads == GrokkingConfig().threads == 1
     s = parser.parse_args(["two-hop-study", "--debug", "--device", "cpu"])
     assert s.debug and (s.hook, s.entity_hook, s.swap_items) == (
         StudyConfig().hook_name,
