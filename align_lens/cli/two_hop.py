@@ -98,8 +98,8 @@ def add_two_hop_study(sub, common) -> None:
 
 
 def run_two_hop_study(a: argparse.Namespace) -> int:
-    from align_lens.worlds.two_hop_study import StudyConfig, run_two_hop_study, summary_rows
     from align_lens.worlds.two_hop_model import load_two_hop_model, load_two_hop_world
+    from align_lens.worlds.two_hop_study import StudyConfig, run_two_hop_study, summary_rows
 
     model, world = load_two_hop_model(a.model, a.device), load_two_hop_world(a.model)
     cfg = StudyConfig(

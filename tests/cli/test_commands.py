@@ -266,9 +266,9 @@ def test_two_hop_commands_refuse_an_unknown_device_before_any_work(command, tmp_
 
 def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
     from align_lens.worlds.grokking import GrokkingConfig
-    from align_lens.worlds.two_hop_study import StudyConfig
     from align_lens.worlds.two_hop import TwoHopWorld
     from align_lens.worlds.two_hop_model import train_two_hop_model
+    from align_lens.worlds.two_hop_study import StudyConfig
 
     parser = build_parser()
     g = parser.parse_args(["grokking", "--debug"])
