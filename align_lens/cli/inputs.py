@@ -24,15 +24,11 @@ def existing(path: str, option: str, folder: bool = False) -> Path:
     return p
 
 
-def load_model(spec: str | None, device: str):
-    """--model: omitted → the shipped tiny model; a folder saved by `align_lens.save_transformer`; or a
-    TransformerLens model name (downloaded with `HookedTransformer.from_pretrained`)."""
+def load_model(spec: str, device: str):
+    """--model: a folder saved by `align_lens.save_transformer`, or a TransformerLens model name (downloaded with
+    `HookedTransformer.from_pretrained`)."""
     from align_lens import adapter
 
-    if spec is None:
-        from align_lens.worlds.base_model import load_base_model
-
-        return load_base_model(device=device)
     path = Path(spec)
     if path.exists():
         if not (path / adapter.MODEL_CONFIG).is_file():
@@ -44,10 +40,8 @@ def load_model(spec: str | None, device: str):
     return adapter.load_pretrained(spec, device=device)
 
 
-def model_name(spec: str | None, model) -> str:
+def model_name(spec: str, model) -> str:
     """The name recorded in an SAE's metadata: the TransformerLens name, else the model's config name."""
-    if spec is None:
-        return "align_lens/bio-tiny"
     return spec if not Path(spec).exists() else str(model.cfg.model_name)
 
 

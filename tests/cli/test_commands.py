@@ -117,6 +117,7 @@ def _error_lines(stderr: str) -> int:
 def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
     user = ["--model", str(root / "model"), "--ontology", str(root / "concepts.jsonl")]
     pre = ["pretrain", *user, "--hook", HOOK, "--out", str(root / "x")]
+    bio = ["--world", "bio"]
     aligned_sae, stage1_sae = str(root / "usage_aligned"), str(root / "usage_stage1")
     return [
         ([*pre, "--d-sae", "16", "--batch-size", "0"], ["--batch-size", "positive"]),
@@ -130,12 +131,18 @@ def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
         ([*pre[:-2], "--d-sae", "16", "--out", str(root / "concepts.jsonl")], ["--out", "is a file"]),
         (["pretrain", "--d-sae", "16", "--n-people", "0", "--out", "x"], ["--n-people", "positive"]),
         (["pretrain", "--d-sae", "16", "--n-people", "-5", "--out", "x"], ["--n-people", "positive"]),
-        (["pretrain", "--d-sae", "16", "--n-people", "99999", "--out", "x"], ["--n-people 99999", "at most"]),
+        (["pretrain", *bio, "--d-sae", "16", "--n-people", "99999", "--out", "x"], ["--n-people 99999", "at most"]),
+        (["pretrain", "--hook", HOOK, "--texts", "t", "--d-sae", "16", "--out", "x"], ["--model", "--world bio"]),
+        (["align", "--ontology", str(root / "concepts.jsonl"), "--sae", stage1_sae, "--out", "x"], ["--world bio"]),
+        (["eval", "--sae", aligned_sae, "--out", "x"], ["--model", "--world bio"]),
+        ([*pre, "--d-sae", "16", *bio], ["--world bio", "drop --model"]),
+        ([*pre, "--d-sae", "16", "--n-people", "5"], ["--n-people", "--world bio"]),
+        (["pretrain", "--world", "shakespeare", "--d-sae", "16", "--out", "x"], ["--world", "'bio'"]),
         ([*pre[:1], "--model", str(root), *pre[3:], "--d-sae", "16"], ["tl_config.json", "save_transformer"]),
         (["align", *user, "--sae", stage1_sae, "--out", "x", "--epochs", "-3"], ["--epochs", "positive"]),
         (["align", "--model", str(root / "model"), "--sae", stage1_sae, "--out", "x"], ["--ontology"]),
         (["align", *user, "--sae", str(root / "nope"), "--out", "x"], ["--sae", "no such folder"]),
-        (["align", "--sae", stage1_sae, "--out", "x", "--ontology", "missing.jsonl"], ["--ontology", "no such"]),
+        (["align", *bio, "--sae", stage1_sae, "--out", "x", "--ontology", "missing.jsonl"], ["--ontology", "no such"]),
         (["eval", *user, "--sae", stage1_sae, "--stage1", aligned_sae, "--out", "x"], ["swap --sae and --stage1"]),
         (["demo", "--out", str(root / "concepts.jsonl")], ["--out", "is a file"]),
         (["demo", "--n-people", "0"], ["--n-people", "positive"]),
@@ -343,15 +350,13 @@ def test_publish_dry_run_lists_sparsity_and_the_ontology_only_when_given(usage_r
 
 
 def test_world_pretrain_with_checkpoints_then_align(tmp_path, capsys):
-    """Without --model: the shipped model, its world's corpus and ontology, the demo's hook."""
+    """--world bio: the shipped model, its world's corpus and ontology, the demo's hook."""
     s1, out = tmp_path / "s1", tmp_path / "aligned"
     ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoints", "1"]
-    assert (
-        main(["pretrain", "--out", str(s1), "--n-people", "30", "--d-sae", "128", "--k", "8", "--steps", "40", *ckpt])
-        == 0
-    )
+    bio = ["--world", "bio", "--n-people", "30"]
+    assert main(["pretrain", *bio, "--out", str(s1), "--d-sae", "128", "--k", "8", "--steps", "40", *ckpt]) == 0
     assert list((tmp_path / "ckpt").glob("*/trainer_state.pt"))
-    assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
+    assert main(["align", *bio, "--sae", str(s1), "--out", str(out), "--epochs", "2"]) == 0
     aligned = SAE.load_from_disk(out)
     assert isinstance(aligned, AlignedSAE) and aligned.cfg.metadata.hook_name == DemoConfig().hook_name
     assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
