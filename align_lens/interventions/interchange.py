@@ -176,10 +176,11 @@ def ravel_scores(
 
 @torch.no_grad()
 def residual_patching(
-    model, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Callable[[Tensor], Tensor | float]
+    model, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Callable[[Tensor], Tensor]
 ) -> Tensor:
     """Patch clean resid_pre activations into the corrupted run, one (layer, position) at a time, and return
-    metric(patched logits) as a [n_layers, pos] tensor — `transformer_lens.patching.get_act_patch_resid_pre`."""
+    metric(patched logits) (a 0-d tensor) as a [n_layers, pos] tensor —
+    `transformer_lens.patching.get_act_patch_resid_pre`."""
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape (same positions)")
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
