@@ -150,6 +150,7 @@ def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
         (["train-base", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
         (["train-base", "--out", "x", "--n-people", "-1"], ["--n-people", "positive"]),
         (["publish", str(root / "nope"), "a/b", "--sae-id", "s", "--dry-run"], ["SAE_DIR", "no such folder"]),
+        (["publish", aligned_sae, "a/b", "--sae-id", "s", "--texts", "t", "--dry-run"], ["--model", "both or neither"]),
         (["train-two-hop", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
         (["train-two-hop", "--out", "x", "--lr", "0"], ["--lr", "> 0"]),
         (["train-two-hop", "--out", "x", "--checkpoint-every", "-1"], ["--checkpoint-every", "≥ 0"]),
