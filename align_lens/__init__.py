@@ -2,68 +2,59 @@
 
 Pipeline: `Ontology` → `gather_activations` → `pretrain_sae` (Stage 1) → `align` (Stage 2) →
 `evaluate(..., EvalConfig(...))` (binding, fidelity, swaps: one result) / `swap_hooks` → `push_to_hub`.
+The top level holds the pipeline verbs and the objects a user holds; metrics (`align_lens.evals`), swap trials,
+interchange and patching (`align_lens.interventions`), SAELens training classes (`align_lens.saes`) and the
+TransformerLens adapter (`align_lens.adapter`) are imported from their subpackages.
 Importing the package registers the "aligned" SAE architecture with SAELens, so `SAE.load_from_disk` and
 `SAE.from_pretrained` return `AlignedSAE`.
 """
 
 from align_lens.activations import gather_activations, gather_token_activations
-from align_lens.adapter import load_model, save_model
+from align_lens.adapter import load_transformer, save_transformer
 from align_lens.analysis import EvalConfig, evaluate
-from align_lens.evals import binding_metrics, fidelity, fragmentation, off_ontology_silence, task_accuracy
 from align_lens.hub import load_aligned, push_to_hub
 from align_lens.interventions import (
-    SwapTrial,
+    DirectionEditor,
+    LatentEditor,
+    PaperSlotEditor,
+    SlotEditor,
+    SteerSlotEditor,
     evaluate_swaps,
-    patch_slots,
-    ravel_scores,
-    sample_swap_trials,
+    slot_editor,
     swap_hooks,
 )
 from align_lens.ontology import Concept, Example, Ontology, OntologyError
-from align_lens.saes import (
-    AlignedSAE,
-    AlignedSAEConfig,
-    AlignedTrainingSAE,
-    AlignedTrainingSAEConfig,
-    export_plain,
-    register,
-)
+from align_lens.saes import AlignedSAE, export_plain
+from align_lens.saes.aligned import register as _register_aligned
 from align_lens.training import AlignConfig, AlignHistory, align, pretrain_sae
 
-register()
+_register_aligned()
 
 __all__ = [
     "AlignConfig",
     "AlignHistory",
     "AlignedSAE",
-    "AlignedSAEConfig",
-    "AlignedTrainingSAE",
-    "AlignedTrainingSAEConfig",
     "Concept",
+    "DirectionEditor",
     "EvalConfig",
     "Example",
+    "LatentEditor",
     "Ontology",
     "OntologyError",
-    "SwapTrial",
+    "PaperSlotEditor",
+    "SlotEditor",
+    "SteerSlotEditor",
     "align",
-    "binding_metrics",
     "evaluate",
     "evaluate_swaps",
     "export_plain",
-    "fidelity",
-    "fragmentation",
     "gather_activations",
     "gather_token_activations",
     "load_aligned",
-    "load_model",
-    "off_ontology_silence",
-    "patch_slots",
+    "load_transformer",
     "pretrain_sae",
     "push_to_hub",
-    "ravel_scores",
-    "register",
-    "sample_swap_trials",
-    "save_model",
+    "save_transformer",
+    "slot_editor",
     "swap_hooks",
-    "task_accuracy",
 ]

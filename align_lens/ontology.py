@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
+from align_lens import ontology_files
+from align_lens.errors import OntologyError
+
 SPLITS = ("train", "heldout")
-
-
-class OntologyError(ValueError):
-    """An ontology that cannot be used as given; the message says how to fix it."""
 
 
 def index_of(names: Sequence[str], name: str) -> int:
@@ -198,23 +197,30 @@ class Ontology:
     @classmethod
     def load(cls, path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
         """Read a .jsonl, .csv or .json ontology file (suffix in any case)."""
-        from align_lens import ontology_files
-
-        return ontology_files.load(cls, path, concepts)
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            return cls.from_jsonl(path, concepts)
+        if suffix == ".csv":
+            return cls.from_csv(path, concepts)
+        if suffix == ".json":
+            onto = cls.from_json(path)
+            return onto if concepts is None else cls.from_records(onto.examples, concepts)
+        raise OntologyError(
+            f"{path}: unknown ontology file type {path.suffix!r}; use one of {ontology_files.SUFFIXES}."
+        )
 
     @classmethod
     def from_jsonl(cls, path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
         """One JSON object per line; errors name the file and the line."""
-        from align_lens import ontology_files
-
-        return ontology_files.from_jsonl(cls, path, concepts)
+        records, sources = ontology_files.jsonl_records(Path(path))
+        return ontology_files.naming_file(Path(path), lambda: cls.from_records(records, concepts, sources))
 
     @classmethod
     def from_csv(cls, path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
         """A header row with at least prompt and concept; errors name the file and the line."""
-        from align_lens import ontology_files
-
-        return ontology_files.from_csv(cls, path, concepts)
+        records, sources = ontology_files.csv_records(Path(path))
+        return ontology_files.naming_file(Path(path), lambda: cls.from_records(records, concepts, sources))
 
     def to_dict(self) -> dict:
         return {"concepts": [asdict(c) for c in self.concepts], "examples": [asdict(e) for e in self.examples]}
@@ -228,9 +234,10 @@ class Ontology:
     @classmethod
     def from_json(cls, source: str | Path) -> Ontology:
         """Load from a JSON string or a path written by `to_json`."""
-        from align_lens import ontology_files
-
-        return ontology_files.from_json(cls, source)
+        examples, concepts, sources, where = ontology_files.json_document(source)
+        if isinstance(where, Path):
+            return ontology_files.naming_file(where, lambda: cls.from_records(examples, concepts, sources))
+        return cls.from_records(examples, concepts, sources)
 
 
 # ---- record checks ------------------------------------------------------------------------------

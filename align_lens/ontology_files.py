@@ -1,4 +1,5 @@
-"""Reading ontology files (.jsonl, .csv, .json): every error names the file and, where there is one, the line.
+"""Reading ontology files (.jsonl, .csv, .json) into records: every error names the file and, where there is one,
+the line. `Ontology.load` builds the ontology from the records.
 
 Files are UTF-8; a leading byte-order mark (Excel's "UTF-8 CSV") is accepted. Anything else that cannot be
 used raises OntologyError, never a raw JSON, CSV or Unicode error.
@@ -9,16 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
-from align_lens.ontology import OntologyError
-
-if TYPE_CHECKING:
-    from align_lens.ontology import Ontology
+from align_lens.errors import OntologyError
 
 SUFFIXES = (".jsonl", ".csv", ".json")
+T = TypeVar("T")
 
 
 def read_text(path: str | Path) -> str:
@@ -40,7 +39,7 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
-def _with_file(cls, path: Path, build):
+def naming_file(path: Path, build: Callable[[], T]) -> T:
     """Run `build()`; prefix any OntologyError that does not name the file with the file's path."""
     try:
         return build()
@@ -50,8 +49,8 @@ def _with_file(cls, path: Path, build):
         raise OntologyError(f"{path}: {e}") from None
 
 
-def from_jsonl(cls: type[Ontology], path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
-    path = Path(path)
+def jsonl_records(path: Path) -> tuple[list[Any], list[str]]:
+    """(one record per non-empty line, "FILE, line N" for each)."""
     records, sources = [], []
     for n, line in enumerate(read_text(path).split("\n"), start=1):  # numbered as editors number lines
         if not line.strip():
@@ -66,11 +65,11 @@ def from_jsonl(cls: type[Ontology], path: str | Path, concepts: Sequence[str] | 
         sources.append(f"{path}, line {n}")
     if not records:
         raise OntologyError(f"{path} holds no records; write one JSON object per line.")
-    return _with_file(cls, path, lambda: cls.from_records(records, concepts, sources))
+    return records, sources
 
 
-def from_csv(cls: type[Ontology], path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
-    path = Path(path)
+def csv_records(path: Path) -> tuple[list[Any], list[str]]:
+    """(one record per non-empty row after the header, "FILE, line N" for each)."""
     text = read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -94,11 +93,12 @@ def from_csv(cls: type[Ontology], path: str | Path, concepts: Sequence[str] | No
             )
         records.append(dict(zip(header, row)))
         sources.append(f"{path}, line {n}")
-    return _with_file(cls, path, lambda: cls.from_records(records, concepts, sources))
+    return records, sources
 
 
-def from_json(cls: type[Ontology], source: str | Path) -> Ontology:
-    """A JSON string or a file written by `Ontology.to_json`: {"concepts": [...], "examples": [...]}."""
+def json_document(source: str | Path) -> tuple[list[Any], list[Any], list[str], str | Path]:
+    """(examples, concepts, a name for each example, where) of a JSON string or a file written by
+    `Ontology.to_json`: {"concepts": [...], "examples": [...]}; `where` is the path, or "the JSON text"."""
     is_text = isinstance(source, str) and source.lstrip().startswith("{")
     where = "the JSON text" if is_text else Path(source)
     try:
@@ -118,19 +118,4 @@ def from_json(cls: type[Ontology], source: str | Path) -> Ontology:
     if extra:
         raise OntologyError(f"{where} has unknown key(s) {sorted(extra)}; allowed: concepts, examples.")
     sources = [f"{where}, example {i}" for i in range(len(examples))]
-    if isinstance(where, Path):
-        return _with_file(cls, where, lambda: cls.from_records(examples, d["concepts"], sources))
-    return cls.from_records(examples, d["concepts"], sources)
-
-
-def load(cls: type[Ontology], path: str | Path, concepts: Sequence[str] | None = None) -> Ontology:
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return from_jsonl(cls, path, concepts)
-    if suffix == ".csv":
-        return from_csv(cls, path, concepts)
-    if suffix == ".json":
-        onto = from_json(cls, path)
-        return onto if concepts is None else cls.from_records(onto.examples, concepts)
-    raise OntologyError(f"{path}: unknown ontology file type {path.suffix!r}; use one of {SUFFIXES}.")
+    return examples, d["concepts"], sources, where

@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    from align_lens.analysis.grokking import GrokkingConfig, run_grokking
+    from align_lens.worlds.grokking import GrokkingConfig, run_grokking
 
     t0 = time.time()
     rec = run_grokking(

@@ -25,7 +25,7 @@ from sae_lens import SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
 from align_lens import AlignConfig, Ontology, align, pretrain_sae
 from align_lens.activations.store import ActivationStore, file_sha256, write_store, write_tensor_store
-from align_lens.adapter import load_model, save_model
+from align_lens.adapter import load_transformer, save_transformer
 from align_lens.cli import options
 from align_lens.files import output_folder
 from align_lens.hub import load_aligned, push_to_hub
@@ -160,7 +160,7 @@ def _edit_cfg(tmp, **changes):
 
 
 def _saved_model(tmp, tiny_model) -> Path:
-    return save_model(tiny_model, tmp / "model")
+    return save_transformer(tiny_model, tmp / "model")
 
 
 def _long_prompt(tiny_model) -> str:
@@ -816,10 +816,10 @@ def test_truncated_model_files_are_named(tiny_model, tmp_path):
     folder = _saved_model(tmp_path, tiny_model)
     _truncate(folder / "model.safetensors")
     with pytest.raises(ValueError, match=r"model weights .*model\.safetensors is not a complete"):
-        load_model(folder)
+        load_transformer(folder)
     _truncate(folder / "tl_config.json")
     with pytest.raises(ValueError, match=r"model config .*tl_config\.json is not valid JSON"):
-        load_model(folder)
+        load_transformer(folder)
 
 
 def test_a_store_of_another_model_is_refused_naming_the_field(tiny_model, tmp_path):
@@ -839,7 +839,7 @@ def test_eval_json_is_strict_json_with_null_for_what_was_not_measured(tiny_model
     from sae_lens import StandardSAEConfig
 
     monkeypatch.chdir(tmp_path)
-    save_model(tiny_model, tmp_path / "model")
+    save_transformer(tiny_model, tmp_path / "model")
     stage1 = StandardSAE(StandardSAEConfig(d_in=tiny_model.cfg.d_model, d_sae=16))
     stage1.cfg.metadata.hook_name = HOOK
     aligned_from_sae(stage1, ["alpha", "beta"]).save_model(tmp_path / "al")
@@ -857,7 +857,7 @@ def test_eval_json_is_strict_json_with_null_for_what_was_not_measured(tiny_model
 
 
 def test_grokking_always_analyses_its_final_model(tmp_path):
-    from align_lens.analysis.grokking import GrokkingConfig, run_grokking
+    from align_lens.worlds.grokking import GrokkingConfig, run_grokking
 
     cfg = GrokkingConfig(
         out_dir=str(tmp_path / "g"),

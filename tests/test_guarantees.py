@@ -14,7 +14,7 @@ from sae_lens import StandardSAE, StandardSAEConfig
 from safetensors.torch import save_file
 
 from align_lens import AlignConfig, Ontology, align
-from align_lens.adapter import load_model, save_model
+from align_lens.adapter import load_transformer, save_transformer
 from align_lens.evals.binding import binding_metrics
 from align_lens.hub import load_aligned
 from align_lens.saes.plain import export_plain
@@ -56,10 +56,10 @@ def test_model_save_replaces_its_own_files_only(tiny_model, tmp_path):
     (tmp_path / "world.json").write_text("{}")  # a file of the caller: kept
     (tmp_path / "tokenizer").mkdir()
     (tmp_path / "tokenizer" / "stale.json").write_text("{}")  # from an earlier save: replaced
-    save_model(tiny_model, tmp_path)
+    save_transformer(tiny_model, tmp_path)
     assert (tmp_path / "world.json").exists() and not (tmp_path / "tokenizer" / "stale.json").exists()
     tokens = tiny_model.to_tokens(["Q: alpha A:"])
-    assert torch.equal(load_model(tmp_path)(tokens), tiny_model(tokens))
+    assert torch.equal(load_transformer(tmp_path)(tokens), tiny_model(tokens))
 
 
 def test_binding_is_matched_by_name(trained):

@@ -5,7 +5,8 @@
     align-lens eval     --model MODEL --sae aligned/ --stage1 stage1/ --ontology concepts.jsonl --out eval/
     align-lens publish  aligned/ you/my-alignsae --sae-id HOOK --dry-run
 
-MODEL is a folder saved by `align_lens.save_model` or a TransformerLens model name (e.g. gpt2). Every
+MODEL is a folder saved by `align_lens.save_transformer` or a TransformerLens model name (e.g. gpt2); `--world
+bio` in its place chooses the shipped tiny model and its synthetic world. Every
 command takes --device (cpu, cuda, cuda:N, mps; checked before any work) and --debug (full traceback).
 Errors are one line naming the fix; exit status 2 for usage errors, 1 for failures.
 """

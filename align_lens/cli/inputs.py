@@ -22,30 +22,24 @@ def existing(path: str, option: str, folder: bool = False) -> Path:
     return p
 
 
-def load_model(spec: str | None, device: str):
-    """--model: omitted → the shipped tiny model; a folder saved by `align_lens.save_model`; or a
-    TransformerLens model name (downloaded with `HookedTransformer.from_pretrained`)."""
+def load_model(spec: str, device: str):
+    """--model: a folder saved by `align_lens.save_transformer`, or a TransformerLens model name (downloaded with
+    `HookedTransformer.from_pretrained`)."""
     from align_lens import adapter
 
-    if spec is None:
-        from align_lens.worlds.base_model import load_base_model
-
-        return load_base_model(device=device)
     path = Path(spec)
     if path.exists():
         if not (path / adapter.MODEL_CONFIG).is_file():
             raise UsageError(
                 f"--model {spec} has no {adapter.MODEL_CONFIG}; pass a folder written by "
-                "align_lens.save_model(model, path) or a TransformerLens model name such as gpt2"
+                "align_lens.save_transformer(model, path) or a TransformerLens model name such as gpt2"
             )
-        return adapter.load_model(path, device=device)
+        return adapter.load_transformer(path, device=device)
     return adapter.load_pretrained(spec, device=device)
 
 
-def model_name(spec: str | None, model) -> str:
+def model_name(spec: str, model) -> str:
     """The name recorded in an SAE's metadata: the TransformerLens name, else the model's config name."""
-    if spec is None:
-        return "align_lens/bio-tiny"
     return spec if not Path(spec).exists() else str(model.cfg.model_name)
 
 
@@ -69,7 +63,7 @@ def read_texts(path: str) -> list[str]:
 
 
 def load_sae(path: str, option: str, device: str):
-    """An SAE folder (cfg.json + weights) written by `save_model`, any architecture."""
+    """An SAE folder (cfg.json + weights) written by `sae.save_model`, any architecture."""
     from sae_lens import SAE
     from sae_lens.constants import SAE_CFG_FILENAME
 

@@ -1,8 +1,8 @@
 """`pretrain`, `align` and `eval`: the pipeline on your own model and ontology (or on the shipped world).
 
---model is a folder saved by `align_lens.save_model` or a TransformerLens model name (e.g. gpt2, downloaded
-once from the Hub). Without --model the shipped tiny model and its synthetic world are used, and --ontology,
---texts and --hook default to the world's.
+--model is a folder saved by `align_lens.save_transformer` or a TransformerLens model name (e.g. gpt2, downloaded
+once from the Hub). `--world bio` in its place chooses the shipped tiny model and its synthetic world, whose
+ontology, texts and hook then stand in for --ontology, --texts and --hook; the world is imported only then.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
-from align_lens.adapter import check_sae_fits
+from align_lens.adapter import check_sae_fits, residual_hooks, resolve_hook
 from align_lens.analysis.evaluate import EvalConfig
 from align_lens.cli import inputs
 from align_lens.cli.options import (
     UsageError,
-    default_of,
     option,
     positive_float,
     positive_int,
@@ -26,11 +25,15 @@ from align_lens.files import strict_json
 from align_lens.ontology import Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig
-from align_lens.worlds.demo import DemoConfig
 
 MODEL_HELP = (
-    "a folder saved by align_lens.save_model, or a TransformerLens model name such as gpt2 (needs the network "
-    "once); default: the shipped tiny model and its synthetic world"
+    "a folder saved by align_lens.save_transformer, or a TransformerLens model name such as gpt2 (needs the network "
+    "once); required unless --world is given"
+)
+WORLDS = ("bio",)
+WORLD_HELP = (
+    "bio: the shipped tiny model and its synthetic biography world, whose ontology, corpus and the demo's hook "
+    "stand in for --ontology, --texts and --hook; in place of --model"
 )
 
 
@@ -44,41 +47,52 @@ def choices_of(source: Any, name: str) -> list[str]:
 
 # ---- shared: model, hook, world -----------------------------------------------------------------------
 def _world(a: argparse.Namespace):
-    """The shipped world, when --model is omitted; --n-people checked against it."""
-    from align_lens.worlds.base_model import load_base_world
-
-    if a.model is not None:
+    """The inputs --world supplies (None without it); exactly one of --model and --world is given."""
+    if a.world is None:
+        if a.model is None:
+            raise UsageError(
+                "pass --model (a folder saved by align_lens.save_transformer, or a TransformerLens name such as "
+                "gpt2), or --world bio for the shipped tiny model and its synthetic world"
+            )
         if a.n_people is not None:
-            raise UsageError("--n-people only applies to the shipped world; drop it (or drop --model)")
+            raise UsageError("--n-people only applies to --world bio; drop it (or use --world bio, not --model)")
         return None
-    world = load_base_world()
-    if a.n_people is not None and a.n_people > world.n_people:
-        raise UsageError(f"--n-people {a.n_people} but the world has {world.n_people} people; pass at most that")
-    return world
+    if a.model is not None:
+        raise UsageError(f"--world {a.world} brings its own model; drop --model (or --world)")
+    from align_lens.cli.world import BioInputs
+
+    return BioInputs(a.n_people)
 
 
-def _hook(a: argparse.Namespace, model) -> str:
-    from align_lens.adapter import residual_hooks, resolve_hook
+def _model(a: argparse.Namespace, world):
+    return inputs.load_model(a.model, a.device) if world is None else world.model(a.device)
 
-    if a.hook is None:
-        if a.model is not None:
-            raise UsageError(f"pass --hook with --model, e.g. one of {residual_hooks(model)}")
-        return default_of(DemoConfig, "hook_name")
-    return resolve_hook(model, a.hook)
+
+def _model_name(a: argparse.Namespace, world, model) -> str:
+    return inputs.model_name(a.model, model) if world is None else world.model_name
+
+
+def _hook(a: argparse.Namespace, model, world) -> str:
+    if a.hook is not None:
+        return resolve_hook(model, a.hook)
+    if world is None:
+        raise UsageError(f"pass --hook with --model, e.g. one of {residual_hooks(model)}")
+    return world.hook
 
 
 def _ontology(a: argparse.Namespace, world) -> Ontology:
     if a.ontology is not None:
         return inputs.load_ontology(a.ontology)
     if world is not None:
-        return world.ontology(a.n_people)
+        return world.ontology()
     raise UsageError("pass --ontology FILE (.jsonl, .csv or .json) with --model")
 
 
 def _model_options(p: argparse.ArgumentParser, ontology_help: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--world", default=None, choices=WORLDS, help=WORLD_HELP)
     p.add_argument("--ontology", default=None, help=ontology_help)
-    p.add_argument("--n-people", type=positive_int, default=None, help="shipped world only: its first N people")
+    p.add_argument("--n-people", type=positive_int, default=None, help="--world bio only: its first N people")
 
 
 # ---- pretrain ----------------------------------------------------------------------------------------
@@ -88,13 +102,13 @@ def add_pretrain(sub, common) -> None:
         parents=[common],
         help="Stage 1: an ordinary SAELens SAE trained on every token of your texts",
         description="Stage 1: train an ordinary SAE (SAELens' trainer) on the activations of every token of the "
-        "texts at --hook. Texts: --texts FILE (one per line), else the --ontology's prompts, else (no --model) "
+        "texts at --hook. Texts: --texts FILE (one per line), else the --ontology's prompts, else (--world bio) "
         "the shipped world's corpus.",
     )
     s.add_argument("--out", required=True, type=Path, help="folder for the SAE (cfg.json + weights)")
     _model_options(s, "ontology file whose prompts are the texts when --texts is not given")
     s.add_argument("--texts", default=None, help="UTF-8 text file, one text per line")
-    s.add_argument("--hook", default=None, help="hook to read (required with --model; default: the demo's hook)")
+    s.add_argument("--hook", default=None, help="hook to read (required with --model; --world bio: the demo's hook)")
     option(s, pretrain_sae, "architecture", choices=choices_of(pretrain_sae, "architecture"))
     s.add_argument("--d-sae", type=positive_int, required=True, help="number of latents")
     option(s, pretrain_sae, "k", type=positive_int, help="TopK: active latents per token")
@@ -134,10 +148,7 @@ def _pretrain_texts(a: argparse.Namespace, world) -> list[str]:
         return inputs.load_ontology(a.ontology).prompts()
     if world is None:
         raise UsageError("pass --texts FILE (one text per line) or --ontology FILE with --model")
-    from align_lens.worlds.demo import corpus_texts
-
-    bios, questions = corpus_texts(world, a.n_people, a.seed)
-    return bios + questions
+    return world.texts(a.seed)
 
 
 def run_pretrain(a: argparse.Namespace) -> int:
@@ -148,9 +159,9 @@ def run_pretrain(a: argparse.Namespace) -> int:
     inputs.check_out(a)
     world = _world(a)
     texts = _pretrain_texts(a, world)
-    model = inputs.load_model(a.model, a.device)
-    hook = _hook(a, model)
-    acts = _token_activations(model, texts, hook, a.store, inputs.model_name(a.model, model))
+    model = _model(a, world)
+    hook = _hook(a, model, world)
+    acts = _token_activations(model, texts, hook, a.store, _model_name(a, world, model))
     if len(acts) < a.batch_size:
         raise UsageError(
             f"--batch-size {a.batch_size} but the texts give only {len(acts)} token activations; "
@@ -161,7 +172,7 @@ def run_pretrain(a: argparse.Namespace) -> int:
         acts,
         **kwargs,
         hook_name=hook,
-        model_name=inputs.model_name(a.model, model),
+        model_name=_model_name(a, world, model),
         device=a.device,
         checkpoint_dir=a.checkpoint_dir,
         n_checkpoints=a.n_checkpoints,
@@ -218,7 +229,7 @@ def run_align(a: argparse.Namespace) -> int:
     world = _world(a)
     onto = _ontology(a, world)
     sae = inputs.load_sae(a.sae, "--sae", a.device)
-    model = inputs.load_model(a.model, a.device)
+    model = _model(a, world)
     fields = {f.name for f in dataclasses.fields(AlignConfig)}
     values: dict[str, Any] = {k: v for k, v in vars(a).items() if k in fields}
     values["train_free"] = not a.freeze_free
@@ -226,9 +237,7 @@ def run_align(a: argparse.Namespace) -> int:
     unlabelled = None
     if a.texts is not None:
         hook = config.hook_name or sae.cfg.metadata.hook_name
-        unlabelled = _token_activations(
-            model, inputs.read_texts(a.texts), hook, a.store, inputs.model_name(a.model, model)
-        )
+        unlabelled = _token_activations(model, inputs.read_texts(a.texts), hook, a.store, _model_name(a, world, model))
     aligned = align(sae, onto, model=model, unlabelled=unlabelled, config=config)
     with inputs.staged(a) as stage:
         aligned.save_model(stage)
@@ -292,16 +301,13 @@ def run_eval(a: argparse.Namespace) -> int:
     world = _world(a)
     aligned, stage1 = _load_pair(a)
     onto = _ontology(a, world)
-    model = inputs.load_model(a.model, a.device)
+    model = _model(a, world)
     hook = check_sae_fits(model, aligned)
     texts = None
     if a.texts is not None:
         texts = inputs.read_texts(a.texts)
     elif world is not None:
-        from align_lens.worlds.demo import corpus_texts
-
-        bios, questions = corpus_texts(world, a.n_people, 0)
-        texts = bios + questions
+        texts = world.texts(0)
     tokens = None if texts is None else gather_token_activations(model, texts, hook)
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     values: dict[str, Any] = {k: v for k, v in vars(a).items() if k in fields}

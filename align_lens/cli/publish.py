@@ -34,7 +34,9 @@ def add_publish(sub, common) -> None:
         help="text file (one per line): its token activations measure the plain TopK export's difference from the "
         "aligned SAE, recorded in the model card (with --model; default: not measured, with a warning)",
     )
-    p.add_argument("--model", default=None, help="the model the SAE reads (for --texts); default: the shipped one")
+    p.add_argument(
+        "--model", default=None, help="the model the SAE reads (with --texts): a save_transformer folder or a name"
+    )
     p.set_defaults(run=run_publish)
 
 
@@ -48,14 +50,14 @@ def run_publish(a: argparse.Namespace) -> int:
     sparsity = Path(folder) / SPARSITY_FILENAME
     aligned = load_aligned(folder, device=a.device)
     activations = None
+    if (a.texts is None) != (a.model is None):
+        raise UsageError("--texts and --model measure the plain export together; pass both or neither")
     if a.texts is not None:
         from align_lens.activations.gather import gather_token_activations
         from align_lens.adapter import check_sae_fits
 
         model = inputs.load_model(a.model, a.device)
         activations = gather_token_activations(model, inputs.read_texts(a.texts), check_sae_fits(model, aligned))
-    elif a.model is not None:
-        raise UsageError("--model is only used with --texts (to measure the plain export); pass both or neither")
     paths = push_to_hub(
         aligned,
         a.repo_id,

@@ -74,7 +74,7 @@ def run_train_two_hop(a: argparse.Namespace) -> int:
 
 
 def add_two_hop_study(sub, common) -> None:
-    from align_lens.analysis.two_hop_study import StudyConfig
+    from align_lens.worlds.two_hop_study import StudyConfig
 
     s = sub.add_parser(
         "two-hop-study",
@@ -100,8 +100,8 @@ def add_two_hop_study(sub, common) -> None:
 
 
 def run_two_hop_study(a: argparse.Namespace) -> int:
-    from align_lens.analysis.two_hop_study import StudyConfig, run_two_hop_study, summary_rows
     from align_lens.worlds.two_hop_model import load_two_hop_model, load_two_hop_world
+    from align_lens.worlds.two_hop_study import StudyConfig, run_two_hop_study, summary_rows
 
     check_output_place(a.out, [a.model])
     model, world = load_two_hop_model(a.model, a.device), load_two_hop_world(a.model)
@@ -119,7 +119,7 @@ def run_two_hop_study(a: argparse.Namespace) -> int:
 
 
 def add_grokking(sub, common) -> None:
-    from align_lens.analysis.grokking import GrokkingConfig
+    from align_lens.worlds.grokking import GrokkingConfig
 
     g = sub.add_parser(
         "grokking",
@@ -143,13 +143,13 @@ def add_grokking(sub, common) -> None:
     option(g, GrokkingConfig, "checkpoint_every", type=positive_int, help="steps between analysed checkpoints")
     option(g, GrokkingConfig, "n_entities", type=positive_int, help="entities of the world")
     option(g, GrokkingConfig, "hook_name", flag="--hook", dest="hook", help="hook read at every checkpoint")
-    g.add_argument("--threads", type=positive_int, default=2, help="torch threads (default: 2)")
+    option(g, GrokkingConfig, "threads", type=positive_int, help="torch threads")
     g.add_argument("--progress", action="store_true", help="show progress bars")
     g.set_defaults(run=run_grokking)
 
 
 def run_grokking(a: argparse.Namespace) -> int:
-    from align_lens.analysis.grokking import GrokkingConfig, run_grokking
+    from align_lens.worlds.grokking import GrokkingConfig, run_grokking
 
     check_output_place(a.out)  # --model may be OUT/model, trained there by an earlier run: nothing is deleted
     cfg = GrokkingConfig(

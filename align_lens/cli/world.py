@@ -1,4 +1,5 @@
-"""`demo` and `train-base`: the embedded default (synthetic biography world + its tiny model)."""
+"""`demo`, `train-base` and `--world bio` of `pretrain` / `align` / `eval`: the embedded default (synthetic
+biography world + its tiny model)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,38 @@ import dataclasses
 import json
 from pathlib import Path
 
-from align_lens.cli.options import UsageError, option, positive_int
+from align_lens.cli.options import UsageError, default_of, option, positive_int
 from align_lens.files import check_output_place
-from align_lens.worlds.base_model import train_base_model
+from align_lens.ontology import Ontology
+from align_lens.worlds.base_model import load_base_model, load_base_world, train_base_model
 from align_lens.worlds.bio import make_world
-from align_lens.worlds.demo import DemoConfig
+from align_lens.worlds.demo import DemoConfig, corpus_texts
+
+
+class BioInputs:
+    """`--world bio`: the shipped tiny model, its synthetic biography world (the first `n_people` people, or all)
+    and the demo's hook, in place of --model, --hook, --ontology and --texts."""
+
+    model_name = "align_lens/bio-tiny"
+
+    def __init__(self, n_people: int | None):
+        self.world = load_base_world()
+        if n_people is not None and n_people > self.world.n_people:
+            raise UsageError(f"--n-people {n_people} but the world has {self.world.n_people} people; pass at most that")
+        self.n_people = n_people
+        self.hook: str = default_of(DemoConfig, "hook_name")
+
+    def model(self, device: str):
+        return load_base_model(device=device)
+
+    def ontology(self) -> Ontology:
+        return self.world.ontology(self.n_people)
+
+    def texts(self, seed: int) -> list[str]:
+        """The Stage-1 corpus: one biography per person and one question per person and relation."""
+        bios, questions = corpus_texts(self.world, self.n_people, seed)
+        return bios + questions
+
 
 DEMO_OPTIONS = {  # DemoConfig field (dotted: nested AlignConfig) → (flag, value type, help)
     "model_path": ("--model", None, "base-model folder written by train-base (default: the shipped one)"),

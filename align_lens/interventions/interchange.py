@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from align_lens.activations.gather import gather_activations
-from align_lens.adapter import act_patch_resid_pre, run_with_cache, tokenize
+from align_lens.adapter import quiet, run_with_cache, tokenize
 from align_lens.evals.binding import encode_in_chunks
 from align_lens.evals.decoding import decode_tokens, greedy_decode, max_answer_len, normalize
 from align_lens.interventions.editors import delta_edit
@@ -176,15 +176,16 @@ def ravel_scores(
 
 @torch.no_grad()
 def residual_patching(
-    model, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Callable[[Tensor], Tensor | float]
+    model, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Callable[[Tensor], Tensor]
 ) -> Tensor:
     """Patch clean resid_pre activations into the corrupted run, one (layer, position) at a time, and return
-    metric(patched logits) as a [n_layers, pos] tensor — `transformer_lens.patching.get_act_patch_resid_pre`.
-
-    Runs through `align_lens.adapter.act_patch_resid_pre`, the adapter's wrapper of TransformerLens' helper.
-    """
+    metric(patched logits) (a 0-d tensor) as a [n_layers, pos] tensor —
+    `transformer_lens.patching.get_act_patch_resid_pre`."""
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError("clean and corrupted tokens must have the same shape (same positions)")
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
     _, cache = run_with_cache(model, clean_tokens, names)
-    return act_patch_resid_pre(model, corrupted_tokens, cache, metric)
+    with quiet():
+        from transformer_lens import patching
+
+        return patching.get_act_patch_resid_pre(model, corrupted_tokens, cache, metric)

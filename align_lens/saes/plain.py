@@ -170,7 +170,7 @@ def aligned_from_plain(sae: SAE) -> AlignedSAE:
     if table is None:
         raise ValueError(
             f"this {sae.cfg.architecture()} SAE has no cfg.metadata.{METADATA_KEY} concept table; "
-            "to align an ordinary SAE use align_lens.sae.aligned_from_sae(sae, concept_names)"
+            "to align an ordinary SAE use align_lens.saes.aligned_from_sae(sae, concept_names)"
         )
     if table["base_architecture"] != sae.cfg.architecture():
         raise ValueError(

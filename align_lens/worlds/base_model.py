@@ -19,7 +19,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from align_lens.adapter import build_model, load_model, save_model
+from align_lens.adapter import build_model, load_transformer, save_transformer
 from align_lens.training import checkpoint
 from align_lens.training.schedule import warmup_cosine
 from align_lens.worlds.bio import RELATIONS, BioWorld
@@ -162,7 +162,7 @@ def train_base_model(
 ):
     """Train the base model from scratch on `world`; resumable from `out_dir/checkpoints`.
 
-    Writes the model (`save_model` format), `world.json`, `train_log.jsonl` (periodic evals on the first
+    Writes the model (`save_transformer` format), `world.json`, `train_log.jsonl` (periodic evals on the first
     `eval_people` people) and `eval.json` (all people) into `out_dir`, and returns the model. The same seed
     gives the same weights, also across an interruption (bit-identical for the same `threads`).
     `keep_checkpoints=False` deletes the checkpoint folder once training is done. `threads` applies to this
@@ -226,7 +226,7 @@ def train_base_model(
                 _save_checkpoint(ckpt_dir, model, opt, meta, step, epoch, batch)
         bar.close()
         model.eval()
-        save_model(model, out)
+        save_transformer(model, out)
         (out / EVAL_FILE).write_text(json.dumps(evaluate_splits(model, world), indent=1))
         if not keep_checkpoints:
             shutil.rmtree(ckpt_dir)
@@ -266,7 +266,7 @@ def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: i
 # ---- shipped model ------------------------------------------------------------------------
 def load_base_model(path: str | Path | None = None, device: str = "cpu"):
     """The trained base model (default: the one shipped in align_lens/worlds/data/base_model)."""
-    return load_model(path or DATA_DIR, device=device)
+    return load_transformer(path or DATA_DIR, device=device)
 
 
 def load_base_world(path: str | Path | None = None) -> BioWorld:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from align_lens.adapter import build_model, load_model, save_model
+from align_lens.adapter import build_model, load_transformer, save_transformer
 from align_lens.training import checkpoint
 from align_lens.worlds.tokenizer import build_tokenizer
 from align_lens.worlds.two_hop import EOS, FORMATS, Format, TwoHopWorld
@@ -142,7 +142,7 @@ def train_two_hop_model(
 ):
     """Train (constant lr after a linear warmup); returns the model. Resumable from `out_dir/checkpoints`.
 
-    Writes into `out_dir`: the model (`save_model` format), world.json, two_hop.json (format, settings, final
+    Writes into `out_dir`: the model (`save_transformer` format), world.json, two_hop.json (format, settings, final
     accuracies), train_log.jsonl (train / heldout / heldout_frames / ood / atomic accuracy at step 0, every
     `eval_every` steps and at the end) and checkpoints/step_XXXXXX.safetensors (weights every `checkpoint_every` steps, 0 = none).
     Next to the newest weight checkpoints, checkpoints/step_XXXXXX.pt (the two newest kept) hold what resuming needs:
@@ -186,7 +186,7 @@ def train_two_hop_model(
         )
         torch.manual_seed(seed)
         model = build_model(cfg, tokenizer=tokenizer, device=device)
-        save_model(model, out)  # config + tokenizer now, so checkpoints load while training runs
+        save_transformer(model, out)  # config + tokenizer now, so checkpoints load while training runs
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)
         n_atomic = round(atomic_share * batch_size)
@@ -240,7 +240,7 @@ def train_two_hop_model(
                 _save_weights(model, ckpt_dir, step)
                 _save_state(ckpt_dir, model, opt, gen, settings, step, log, time.time() - t0)
         model.eval()
-        save_model(model, out)
+        save_transformer(model, out)
         meta = {"format": fmt, "seed": seed, "steps": steps, "lr": lr, "weight_decay": weight_decay}
         meta |= {"batch_size": batch_size, "atomic_share": atomic_share, "final": log[-1], "world": world.summary()}
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
@@ -305,14 +305,14 @@ def load_checkpoint(path: str | Path, step: int, device: str = "cpu"):
     f = Path(path) / CHECKPOINT_DIR / f"step_{step:06d}.safetensors"
     if not f.exists():
         raise FileNotFoundError(f"no checkpoint {f}; saved steps are {checkpoint_steps(path)}")
-    model = load_model(path, device=device)
+    model = load_transformer(path, device=device)
     model.load_state_dict(load_file(f, device=device), strict=True)
     return model.eval()
 
 
 def load_two_hop_model(path: str | Path | None = None, device: str = "cpu"):
     """A trained two-hop model (default: the explicit-format one shipped in worlds/data/two_hop_model)."""
-    return load_model(path or DATA_DIR, device=device)
+    return load_transformer(path or DATA_DIR, device=device)
 
 
 def load_two_hop_world(path: str | Path | None = None) -> TwoHopWorld:

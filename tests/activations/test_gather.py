@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from align_lens.activations.gather import gather_activations, gather_token_activations
-from align_lens.adapter import attach_sae, load_model, residual_hooks, resolve_hook, save_model, stop_layer
 
 PROMPTS = ["Q: alpha of ann A:", "Q: beta A:", "Q: what is the gamma of bob A:", "ann"]
 HOOK = "blocks.1.hook_resid_post"
@@ -41,27 +40,6 @@ def test_int_and_callable_positions(tiny_model):
 def test_unknown_hook_lists_close_names(tiny_model):
     with pytest.raises(KeyError, match="blocks.1.hook_resid_post"):
         gather_activations(tiny_model, PROMPTS, "blocks.1.resid_post")
-    assert resolve_hook(tiny_model, HOOK) == HOOK
-
-
-def test_stop_layer_and_residual_hooks(tiny_model):
-    assert stop_layer("blocks.3.hook_resid_post") == 4
-    assert stop_layer("hook_embed") == 0
-    assert stop_layer("ln_final.hook_normalized") is None
-    assert residual_hooks(tiny_model) == [
-        "blocks.0.hook_resid_pre",
-        "blocks.0.hook_resid_post",
-        "blocks.1.hook_resid_post",
-    ]
-    with_mid = residual_hooks(tiny_model, mid=True)
-    assert with_mid == [
-        "blocks.0.hook_resid_pre",
-        "blocks.0.hook_resid_mid",
-        "blocks.0.hook_resid_post",
-        "blocks.1.hook_resid_mid",
-        "blocks.1.hook_resid_post",
-    ]
-    assert all(h in tiny_model.hook_dict for h in with_mid)
 
 
 def test_token_activations_skip_padding_and_bos(tiny_model):
@@ -77,26 +55,3 @@ def test_nan_activations_rejected(tiny_model):
     with tiny_model.hooks(fwd_hooks=[(HOOK, poison)]):
         with pytest.raises(ValueError, match="NaN"):
             gather_activations(tiny_model, PROMPTS, HOOK)
-
-
-def test_model_save_load_identical_logits(tiny_model, tmp_path):
-    save_model(tiny_model, tmp_path / "m")
-    back = load_model(tmp_path / "m")
-    toks = tiny_model.to_tokens(PROMPTS[2])
-    torch.testing.assert_close(back(toks), tiny_model(toks), atol=0, rtol=0)
-    with pytest.raises(FileNotFoundError, match="save_model"):
-        load_model(tmp_path)
-
-
-def test_attach_sae_checks_hook_and_width(tiny_model):
-    from sae_lens import StandardSAE, StandardSAEConfig
-
-    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=8))
-    with pytest.raises(ValueError, match="hook_name"):
-        attach_sae(tiny_model, sae)
-    sae.cfg.metadata.hook_name = "blocks.9.hook_resid_post"
-    with pytest.raises(KeyError, match="not in the model"):
-        attach_sae(tiny_model, sae)
-    sae.cfg.metadata.hook_name = HOOK
-    with pytest.raises(ValueError, match="d_in 16 does not match"):
-        attach_sae(tiny_model, sae)

@@ -1,4 +1,4 @@
-"""The `align-lens` command line on a user's own model (saved with `save_model`, no world file) and ontology,
+"""The `align-lens` command line on a user's own model (saved with `save_transformer`, no world file) and ontology,
 run from a shell; and its usage errors: one line naming the fix, exit status 2, no traceback."""
 
 import argparse
@@ -15,7 +15,7 @@ import torch
 from sae_lens import SAE
 
 from align_lens import AlignedSAE
-from align_lens.adapter import save_model
+from align_lens.adapter import save_transformer
 from align_lens.cli import build_parser, main
 from align_lens.cli.options import default_of
 from align_lens.training.stage2 import AlignConfig
@@ -42,9 +42,9 @@ def _answer(who: str, concept: str) -> str:
 
 @pytest.fixture(scope="module")
 def user_files(tiny_model, tmp_path_factory):
-    """A folder written by save_model (no world.json) and a three-concept JSONL ontology."""
+    """A folder written by save_transformer (no world.json) and a three-concept JSONL ontology."""
     root = tmp_path_factory.mktemp("user")
-    save_model(tiny_model, root / "model")
+    save_transformer(tiny_model, root / "model")
     rows = [
         {
             "prompt": f"Q: {frame.format(w=who, c=c)} A:",
@@ -117,6 +117,7 @@ def _error_lines(stderr: str) -> int:
 def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
     user = ["--model", str(root / "model"), "--ontology", str(root / "concepts.jsonl")]
     pre = ["pretrain", *user, "--hook", HOOK, "--out", str(root / "x")]
+    bio = ["--world", "bio"]
     aligned_sae, stage1_sae = str(root / "usage_aligned"), str(root / "usage_stage1")
     return [
         ([*pre, "--d-sae", "16", "--batch-size", "0"], ["--batch-size", "positive"]),
@@ -130,12 +131,18 @@ def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
         ([*pre[:-2], "--d-sae", "16", "--out", str(root / "concepts.jsonl")], ["--out", "is a file"]),
         (["pretrain", "--d-sae", "16", "--n-people", "0", "--out", "x"], ["--n-people", "positive"]),
         (["pretrain", "--d-sae", "16", "--n-people", "-5", "--out", "x"], ["--n-people", "positive"]),
-        (["pretrain", "--d-sae", "16", "--n-people", "99999", "--out", "x"], ["--n-people 99999", "at most"]),
-        ([*pre[:1], "--model", str(root), *pre[3:], "--d-sae", "16"], ["tl_config.json", "save_model"]),
+        (["pretrain", *bio, "--d-sae", "16", "--n-people", "99999", "--out", "x"], ["--n-people 99999", "at most"]),
+        (["pretrain", "--hook", HOOK, "--texts", "t", "--d-sae", "16", "--out", "x"], ["--model", "--world bio"]),
+        (["align", "--ontology", str(root / "concepts.jsonl"), "--sae", stage1_sae, "--out", "x"], ["--world bio"]),
+        (["eval", "--sae", aligned_sae, "--out", "x"], ["--model", "--world bio"]),
+        ([*pre, "--d-sae", "16", *bio], ["--world bio", "drop --model"]),
+        ([*pre, "--d-sae", "16", "--n-people", "5"], ["--n-people", "--world bio"]),
+        (["pretrain", "--world", "shakespeare", "--d-sae", "16", "--out", "x"], ["--world", "'bio'"]),
+        ([*pre[:1], "--model", str(root), *pre[3:], "--d-sae", "16"], ["tl_config.json", "save_transformer"]),
         (["align", *user, "--sae", stage1_sae, "--out", "x", "--epochs", "-3"], ["--epochs", "positive"]),
         (["align", "--model", str(root / "model"), "--sae", stage1_sae, "--out", "x"], ["--ontology"]),
         (["align", *user, "--sae", str(root / "nope"), "--out", "x"], ["--sae", "no such folder"]),
-        (["align", "--sae", stage1_sae, "--out", "x", "--ontology", "missing.jsonl"], ["--ontology", "no such"]),
+        (["align", *bio, "--sae", stage1_sae, "--out", "x", "--ontology", "missing.jsonl"], ["--ontology", "no such"]),
         (["eval", *user, "--sae", stage1_sae, "--stage1", aligned_sae, "--out", "x"], ["swap --sae and --stage1"]),
         (["demo", "--out", str(root / "concepts.jsonl")], ["--out", "is a file"]),
         (["demo", "--n-people", "0"], ["--n-people", "positive"]),
@@ -143,6 +150,7 @@ def _usage_cases(root: Path) -> list[tuple[list[str], list[str]]]:
         (["train-base", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
         (["train-base", "--out", "x", "--n-people", "-1"], ["--n-people", "positive"]),
         (["publish", str(root / "nope"), "a/b", "--sae-id", "s", "--dry-run"], ["SAE_DIR", "no such folder"]),
+        (["publish", aligned_sae, "a/b", "--sae-id", "s", "--texts", "t", "--dry-run"], ["--model", "both or neither"]),
         (["train-two-hop", "--out", "x", "--steps", "0"], ["--steps", "positive"]),
         (["train-two-hop", "--out", "x", "--lr", "0"], ["--lr", "> 0"]),
         (["train-two-hop", "--out", "x", "--checkpoint-every", "-1"], ["--checkpoint-every", "≥ 0"]),
@@ -239,8 +247,8 @@ def test_align_refuses_a_non_empty_out_and_keeps_it(usage_root, tmp_path, capsys
 
 TWO_HOP_WORK = {  # command → (module, function) it would run, and options it would accept
     "train-two-hop": ("align_lens.worlds.two_hop_model", "train_two_hop_model", ["--steps", "1"]),
-    "two-hop-study": ("align_lens.analysis.two_hop_study", "run_two_hop_study", ["--swap-items", "1"]),
-    "grokking": ("align_lens.analysis.grokking", "run_grokking", ["--steps", "1"]),
+    "two-hop-study": ("align_lens.worlds.two_hop_study", "run_two_hop_study", ["--swap-items", "1"]),
+    "grokking": ("align_lens.worlds.grokking", "run_grokking", ["--steps", "1"]),
 }
 
 
@@ -265,10 +273,10 @@ def test_two_hop_commands_refuse_an_unknown_device_before_any_work(command, tmp_
 
 
 def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
-    from align_lens.analysis.grokking import GrokkingConfig
-    from align_lens.analysis.two_hop_study import StudyConfig
+    from align_lens.worlds.grokking import GrokkingConfig
     from align_lens.worlds.two_hop import TwoHopWorld
     from align_lens.worlds.two_hop_model import train_two_hop_model
+    from align_lens.worlds.two_hop_study import StudyConfig
 
     parser = build_parser()
     g = parser.parse_args(["grokking", "--debug"])
@@ -282,7 +290,8 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
             GrokkingConfig().checkpoint_every,
         )
     )
-    assert (g.n_entities, g.hook, g.seed, g.threads) == (GrokkingConfig().n_entities, GrokkingConfig().hook_name, 0, 2)
+    assert (g.n_entities, g.hook, g.seed) == (GrokkingConfig().n_entities, GrokkingConfig().hook_name, 0)
+    assert g.threads == GrokkingConfig().threads == 1
     s = parser.parse_args(["two-hop-study", "--debug", "--device", "cpu"])
     assert s.debug and (s.hook, s.entity_hook, s.swap_items) == (
         StudyConfig().hook_name,
@@ -342,15 +351,13 @@ def test_publish_dry_run_lists_sparsity_and_the_ontology_only_when_given(usage_r
 
 
 def test_world_pretrain_with_checkpoints_then_align(tmp_path, capsys):
-    """Without --model: the shipped model, its world's corpus and ontology, the demo's hook."""
+    """--world bio: the shipped model, its world's corpus and ontology, the demo's hook."""
     s1, out = tmp_path / "s1", tmp_path / "aligned"
     ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--checkpoints", "1"]
-    assert (
-        main(["pretrain", "--out", str(s1), "--n-people", "30", "--d-sae", "128", "--k", "8", "--steps", "40", *ckpt])
-        == 0
-    )
+    bio = ["--world", "bio", "--n-people", "30"]
+    assert main(["pretrain", *bio, "--out", str(s1), "--d-sae", "128", "--k", "8", "--steps", "40", *ckpt]) == 0
     assert list((tmp_path / "ckpt").glob("*/trainer_state.pt"))
-    assert main(["align", "--sae", str(s1), "--out", str(out), "--n-people", "30", "--epochs", "2"]) == 0
+    assert main(["align", *bio, "--sae", str(s1), "--out", str(out), "--epochs", "2"]) == 0
     aligned = SAE.load_from_disk(out)
     assert isinstance(aligned, AlignedSAE) and aligned.cfg.metadata.hook_name == DemoConfig().hook_name
     assert sorted(p.name for p in out.iterdir()) == [".align_lens_output", "cfg.json", "sae_weights.safetensors"]

@@ -15,7 +15,7 @@ def _code(argv: list[str]) -> int:
         return int(exit_.code or 0)
 
 
-SMALL = ["--n-people", "20", "--d-sae", "64", "--k", "4", "--steps", "20", "--batch-size", "64"]
+SMALL = ["--world", "bio", "--n-people", "20", "--d-sae", "64", "--k", "4", "--steps", "20", "--batch-size", "64"]
 
 
 def test_pretrain_streams_from_a_store_and_matches_memory(tmp_path, capsys):

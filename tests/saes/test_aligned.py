@@ -11,10 +11,11 @@ from sae_lens import (
     TopKSAEConfig,
     TrainingSAE,
 )
+from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 
-from align_lens import AlignedSAE, AlignedTrainingSAE, register
-from align_lens.saes.aligned import AlignedSAEConfig, aligned_from_sae
+from align_lens.saes import AlignedSAE, AlignedTrainingSAE, register
+from align_lens.saes.aligned import ARCHITECTURE, AlignedSAEConfig, AlignedTrainingSAEConfig, aligned_from_sae
 
 HOOK = "blocks.1.hook_resid_post"
 NAMES = ["alpha", "beta", "gamma"]
@@ -90,9 +91,14 @@ def test_save_load_bit_exact_and_registered(arch, tmp_path):
     assert type(TrainingSAE.load_from_disk(tmp_path)) is AlignedTrainingSAE
 
 
-def test_register_is_idempotent():
+def test_register_is_idempotent(monkeypatch):
+    monkeypatch.delitem(SAE_CLASS_REGISTRY, ARCHITECTURE)
+    monkeypatch.delitem(SAE_TRAINING_CLASS_REGISTRY, ARCHITECTURE)
     register()
-    register()
+    first = (SAE_CLASS_REGISTRY[ARCHITECTURE], SAE_TRAINING_CLASS_REGISTRY[ARCHITECTURE])
+    assert first == ((AlignedSAE, AlignedSAEConfig), (AlignedTrainingSAE, AlignedTrainingSAEConfig))
+    register()  # SAELens raises on a second registration; register() must not
+    assert (SAE_CLASS_REGISTRY[ARCHITECTURE], SAE_TRAINING_CLASS_REGISTRY[ARCHITECTURE]) == first
 
 
 def test_concept_helpers():

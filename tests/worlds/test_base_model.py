@@ -4,7 +4,7 @@ import shutil
 import pytest
 import torch
 
-from align_lens.adapter import load_model, save_model
+from align_lens.adapter import load_transformer, save_transformer
 from align_lens.worlds.base_model import (
     EVAL_FILE,
     evaluate_base_model,
@@ -75,8 +75,8 @@ def test_tiny_run_writes_model_eval_and_checkpoints(tiny_run):
 def test_save_load_identical_logits(tiny_run, tmp_path):
     world, out, model = tiny_run
     tokens = model.to_tokens(world.ontology(n_people=2).prompts()[:4])
-    save_model(model, tmp_path)
-    again = load_model(tmp_path)
+    save_transformer(model, tmp_path)
+    again = load_transformer(tmp_path)
     assert torch.equal(again(tokens), model(tokens))
     assert torch.equal(load_base_model(out)(tokens), model(tokens))
 

@@ -69,6 +69,8 @@ def test_reduced_demo_writes_every_output(tmp_path):
     ev = tmp_path / "eval"
     argv = [
         "eval",
+        "--world",
+        "bio",
         "--sae",
         str(out / "aligned_sae"),
         "--stage1",

@@ -14,5 +14,6 @@ def test_default_hook_is_additive_and_the_one_after_the_mlp_is_not():
         acts = gather_activations(model, [e.prompt for e in examples], hook)
         split[hook] = interaction_fraction(acts, [str(e.entity) for e in examples], [e.concept for e in examples])
     assert DemoConfig().hook_name == DEFAULT_HOOK == "blocks.0.hook_resid_mid"
-    assert split[DEFAULT_HOOK]["interaction"] < 0.01 < 0.03 < split["blocks.0.hook_resid_post"]["interaction"]
+    assert split[DEFAULT_HOOK]["interaction"] < 0.01
+    assert split["blocks.0.hook_resid_post"]["interaction"] > 0.03
     assert split[DEFAULT_HOOK]["concept"] > 0.05  # the relation is there, not only the person

@@ -2,8 +2,8 @@
 
 import pytest
 
-from align_lens.analysis.two_hop_study import StudyConfig, run_two_hop_study, summary_rows, swap_examples
 from align_lens.worlds.two_hop import TwoHopWorld
+from align_lens.worlds.two_hop_study import StudyConfig, run_two_hop_study, summary_rows, swap_examples
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from align_lens.analysis.grokking import GrokkingConfig, crossing, grokking_figure, run_grokking
+from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, run_grokking
 
 
 def test_crossing_is_the_first_step_at_or_above_the_threshold():
