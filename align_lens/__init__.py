@@ -28,7 +28,16 @@ from align_lens.saes import (
     export_plain,
     register,
 )
-from align_lens.training import AlignConfig, AlignHistory, align, pretrain_sae
+from align_lens.training import (
+    AlignConfig,
+    AlignHistory,
+    LossWeights,
+    OptimiserConfig,
+    Runtime,
+    Stage1Config,
+    align,
+    pretrain_sae,
+)
 
 register()
 
@@ -42,8 +51,12 @@ __all__ = [
     "Concept",
     "EvalConfig",
     "Example",
+    "LossWeights",
     "Ontology",
     "OntologyError",
+    "OptimiserConfig",
+    "Runtime",
+    "Stage1Config",
     "SwapTrial",
     "align",
     "binding_metrics",

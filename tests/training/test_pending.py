@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from align_lens.training.config import PendingTerms
-from align_lens.training.distributed import Replica
+from align_lens.training.pending import PendingTerms
+from align_lens.training.replica import Replica
 
 
 def test_flush_returns_one_record_per_step_in_order_and_empties():
