@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass, replace
 from typing import Any, Literal, TypeVar, get_type_hints
 
 import torch
@@ -123,3 +123,13 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
             for k, v in values.items()
         }
     )
+
+
+def with_values(config: C, changes: Mapping[str, Any]) -> C:
+    """A copy of the config dataclass `config` with each field named in `changes` set; a dotted name sets a field
+    of a nested block, e.g. `with_values(config, {"epochs": 4, "optimiser.lr": 3e-3, "runtime.seed": 1})`."""
+    for name, value in changes.items():
+        head, _, rest = name.partition(".")
+        inner = with_values(getattr(config, head), {rest: value}) if rest else value
+        config = replace(config, **{head: inner})  # pyright: ignore[reportArgumentType]  (a dataclass, as documented)
+    return config

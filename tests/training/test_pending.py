@@ -28,5 +28,5 @@ def test_flush_names_the_first_non_finite_step():
     pending.flush(Replica().record)
     for step, value in [(40, 1.0), (41, math.nan), (42, math.inf)]:
         pending.add(step, {"total": torch.tensor(value)})
-    with pytest.raises(FloatingPointError, match=r"became nan at step 41; lower AlignConfig.lr"):
+    with pytest.raises(FloatingPointError, match=r"became nan at step 41; lower AlignConfig.optimiser.lr"):
         pending.flush(Replica().record)
