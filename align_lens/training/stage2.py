@@ -349,5 +349,7 @@ def align(
     data-parallel training (`distributed.DataParallel`); None: one process. Returns a new AlignedSAE with
     `.history`; `sae` is not modified.
     """
-    with (config or AlignConfig()).runtime.threads_applied():
+    config = config or AlignConfig()
+    validation.check_align_config(config)  # before its runtime applies
+    with config.runtime.threads_applied():
         return Stage2Trainer(sae, ontology, model, activations, labels, unlabelled, config, parallel).run()

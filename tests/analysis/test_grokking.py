@@ -5,6 +5,7 @@ import json
 import pytest
 
 from align_lens.analysis.grokking import GrokkingConfig, crossing, grokking_figure, run_grokking
+from align_lens.training.config import Stage1Config
 
 
 def test_crossing_is_the_first_step_at_or_above_the_threshold():
@@ -26,9 +27,7 @@ def record(tmp_path_factory):
         world_heldout=20,
         n_train=60,
         n_heldout=20,
-        d_sae=32,
-        k=4,
-        stage1_steps=20,
+        stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
         align_epochs=1,
         hook_name="blocks.1.hook_resid_post",
     )

@@ -47,12 +47,16 @@ def test_threads_apply_while_training_only():
     config = Stage1Config(d_sae=32, k=4, steps=3, batch_size=256, runtime=Runtime(threads=2, progress=False))
     with pytest.MonkeyPatch.context() as mp:
         real = torch.nn.Module.train
-        mp.setattr(torch.nn.Module, "train", lambda self, mode=True: seen.append(torch.get_num_threads()) or real(self, mode))
+        mp.setattr(
+            torch.nn.Module, "train", lambda self, mode=True: seen.append(torch.get_num_threads()) or real(self, mode)
+        )
         pretrain_sae(_acts(), config)
     assert seen and set(seen) == {2} and before == 1  # conftest runs tests on one thread
     assert torch.get_num_threads() == before
 
 
 def test_a_stage1_config_is_required():
-    with pytest.raises(TypeError, match=r"expected a Stage1Config, got int; pass e.g. pretrain_sae\(acts, Stage1Config"):
+    with pytest.raises(
+        TypeError, match=r"expected a Stage1Config, got int; pass e.g. pretrain_sae\(acts, Stage1Config"
+    ):
         pretrain_sae(_acts(), 32)  # pyright: ignore[reportArgumentType]
