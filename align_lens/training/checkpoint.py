@@ -88,7 +88,7 @@ def fingerprint(settings: Any, exclude: Collection[str] = RUNTIME_ONLY, **inputs
     its data, the SAE it starts from, …) and its `settings` (a config dataclass or a dict) less the fields named
     in `exclude` at any depth (by default those that do not change the numbers). JSON-plain, so a fingerprint
     read back from a checkpoint compares equal (`check_fingerprint`)."""
-    values = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+    values = dict(settings) if isinstance(settings, Mapping) else dataclasses.asdict(settings)
     return json.loads(json.dumps({**inputs, "settings": _without(values, exclude)}, default=str))
 
 
