@@ -140,8 +140,8 @@ def _pretrain(activations: Float[Tensor, "n d_in"] | ActivationStore, config: St
         checkpoint_path=str(c.checkpoint_dir) if c.checkpoint_dir else None,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    # the metadata names do not change the weights; resuming under other names is fine
-    exclude = checkpoint.RUNTIME_ONLY | {"hook_name", "model_name"}
+    # the metadata names (and k, but for TopK) do not change the weights; resuming under other ones is fine
+    exclude = checkpoint.RUNTIME_ONLY | {"hook_name", "model_name"} | ({"k"} if c.architecture != "topk" else set())
     fingerprint = checkpoint.fingerprint(c, exclude, d_in=source.d_in, activations=data.source_hash(source))
     resume = _check_resume(Path(c.checkpoint_dir), fingerprint) if c.checkpoint_dir else None
     if resume is not None:
