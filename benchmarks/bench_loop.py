@@ -48,7 +48,7 @@ def stage2_step_fn(d_sae: int, x, y, device: str, compiled: bool):
     base = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=d_sae - N_CONCEPTS, device=device))
     onto = Ontology.from_records([dict(prompt=f"p{i}", concept=names[c]) for i, c in enumerate(y.tolist())], names)
     runtime = Runtime(device=device, progress=False)
-    config = AlignConfig(batch_size=n, unlabelled_batch_size=len(x) - n, compile=compiled, runtime=runtime)
+    config = AlignConfig(steps=10**6, batch_size=n, unlabelled_batch_size=len(x) - n, compile=compiled, runtime=runtime)
     trainer = Stage2Trainer(base, onto, activations=x[:n], labels=y, unlabelled=x[n:], config=config)
     idx = torch.arange(n, device=device)
     return lambda: trainer.step(idx)
