@@ -26,7 +26,16 @@ from align_lens.interventions import (
 from align_lens.ontology import Concept, Example, Ontology, OntologyError
 from align_lens.saes import AlignedSAE, export_plain
 from align_lens.saes.aligned import register as _register_aligned
-from align_lens.training import AlignConfig, AlignHistory, align, pretrain_sae
+from align_lens.training import (
+    AlignConfig,
+    AlignHistory,
+    LossWeights,
+    OptimiserConfig,
+    Runtime,
+    Stage1Config,
+    align,
+    pretrain_sae,
+)
 
 _register_aligned()
 
@@ -39,10 +48,14 @@ __all__ = [
     "EvalConfig",
     "Example",
     "LatentEditor",
+    "LossWeights",
     "Ontology",
     "OntologyError",
+    "OptimiserConfig",
     "PaperSlotEditor",
+    "Runtime",
     "SlotEditor",
+    "Stage1Config",
     "SteerSlotEditor",
     "align",
     "evaluate",

@@ -1,10 +1,11 @@
-"""Stage-2 steps back to back, as in `align`'s loop (no synchronise between steps), against a plain SAELens step.
+"""Stage-2 steps back to back, `align`'s own (`Stage2Trainer.step`, no synchronise between steps), against a plain
+SAELens step.
 
 Usage: python benchmarks/bench_loop.py [--device cuda] [--sizes 16384 131072] [--steps 50]
 
 For each d_sae: a plain SAELens `StandardTrainingSAE` step, the Stage-2 step (loss terms read back every
-`LOG_EVERY` steps, as `align` does) eager and with the objective under `torch.compile` (`AlignConfig.compile`),
-d_in 768, batch 1,024 (768 labelled rows). Prints ms per step and the ratios to the plain step, and the seconds the
+`LOG_EVERY` steps) eager and with the objective under `torch.compile` (`AlignConfig.compile`), d_in 768,
+batch 1,024 (768 labelled rows + 256 unlabelled rows). Prints ms per step and the ratios to the plain step, and the seconds the
 first compiled step took. benchmarks/bench_scale.py times single synchronised steps instead.
 """
 
@@ -19,13 +20,8 @@ from sae_lens import StandardSAE, StandardSAEConfig
 from sae_lens.saes.sae import TrainStepInput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 
-from align_lens.saes.aligned import aligned_from_sae
-from align_lens.training import losses
-from align_lens.training.config import LOG_EVERY, PendingTerms
-from align_lens.training.distributed import Replica
-from align_lens.training.stage2 import Stage2Objective
-
-WEIGHTS = dict(reconstruction=1.0, sparsity=1.0, binding=1.0, decorrelation=0.01, value=0.0, silence=0.3)
+from align_lens import AlignConfig, Ontology, Runtime
+from align_lens.training.stage2 import Stage2Trainer
 
 
 def plain_step_fn(d_sae: int, x, device: str):
@@ -45,30 +41,17 @@ def plain_step_fn(d_sae: int, x, device: str):
 
 
 def stage2_step_fn(d_sae: int, x, y, device: str, compiled: bool):
+    """`Stage2Trainer.step`, the step `align` takes: the first len(y) rows of `x` labelled `y`, the rest unlabelled
+    (one batch of each per step; the loss terms are read back every `LOG_EVERY` steps)."""
     torch.manual_seed(0)
+    n, names = len(y), [f"c{i}" for i in range(N_CONCEPTS)]
     base = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=d_sae - N_CONCEPTS, device=device))
-    aligned = aligned_from_sae(base, [f"c{i}" for i in range(N_CONCEPTS)], device=device)
-    params = [p for p in aligned.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    objective = Stage2Objective(
-        aligned, None, binding="mse_onehot", variance=1.0, decorrelation=losses.decorrelation_loss
-    )
-    forward = torch.compile(objective) if compiled else objective
-    pending, done = PendingTerms(), [0]
-
-    def step():  # the body of align's loop
-        terms = forward(x, y)
-        loss = torch.stack([WEIGHTS[k] * v for k, v in terms.items()]).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        pending.add(done[0], terms | {"total": loss})
-        done[0] += 1
-        if done[0] % LOG_EVERY == 0:
-            pending.flush(Replica().record)
-
-    return step
+    onto = Ontology.from_records([dict(prompt=f"p{i}", concept=names[c]) for i, c in enumerate(y.tolist())], names)
+    runtime = Runtime(device=device, progress=False)
+    config = AlignConfig(steps=10**6, batch_size=n, unlabelled_batch_size=len(x) - n, compile=compiled, runtime=runtime)
+    trainer = Stage2Trainer(base, onto, activations=x[:n], labels=y, unlabelled=x[n:], config=config)
+    idx = torch.arange(n, device=device)
+    return lambda: trainer.step(idx)
 
 
 def per_step(fn, steps: int, device: str) -> float:

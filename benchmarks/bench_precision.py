@@ -21,15 +21,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from align_lens.activations.store import write_ontology_store, write_store
 from align_lens.analysis.evaluate import EvalConfig, evaluate
+from align_lens.training.config import Runtime
 from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import AlignConfig, align
+from align_lens.training.stage2 import align
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import DemoConfig, corpus_texts
 
@@ -72,7 +73,7 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=200)
     ap.add_argument("--alpha", type=float, default=1.25, help="swap strength (delta mode), the demo's best α")
     ap.add_argument("--swap-items", type=int, default=10, help="base prompts per source concept")
-    ap.add_argument("--stage1-steps", type=int, default=DemoConfig.stage1_steps)
+    ap.add_argument("--stage1-steps", type=int, default=DemoConfig().stage1.steps)
     ap.add_argument("--repeats", type=int, default=3, help="gathers per variant; the fastest is reported")
     ap.add_argument("--out", default=None, help="store folder (default: a temporary one)")
     ap.add_argument("--seed", type=int, default=0)
@@ -98,14 +99,14 @@ def main() -> None:
         print(f"gathered {name}: {seconds:.1f} s, {size / 1e6:.1f} MB", flush=True)
 
     ref = acts["fp32"]
-    options = demo.stage1_options() | {"steps": args.stage1_steps}
     corpus = torch.cat([ref["tokens"], ref["train"]])
-    options["batch_size"] = min(options["batch_size"], len(corpus))
+    batch_size = min(demo.stage1.batch_size, len(corpus))
+    options = replace(demo.stage1, steps=args.stage1_steps, batch_size=batch_size, hook_name=hook)
     t = time.perf_counter()
-    stage1 = pretrain_sae(corpus, **options, hook_name=hook, model_name="align_lens/bio-tiny", seed=args.seed)
+    stage1 = pretrain_sae(corpus, replace(options, runtime=Runtime(seed=args.seed)))
     print(f"stage 1 (fp32 tokens, {args.stage1_steps} steps): {time.perf_counter() - t:.1f} s", flush=True)
 
-    align_cfg = AlignConfig(**asdict(demo.align) | {"hook_name": hook, "seed": args.seed, "progress": False})
+    align_cfg = replace(demo.align, hook_name=hook, runtime=Runtime(seed=args.seed, progress=False))
     eval_cfg = EvalConfig(alphas=(args.alpha,), swap_items=args.swap_items, task_accuracy=False, seed=args.seed)
     for name, row in rows.items():
         a = acts[name]

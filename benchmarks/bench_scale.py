@@ -59,7 +59,7 @@ def run_align(d_sae: int, unlabelled: str | None, steps: int, in_memory: bool = 
     """`align` for `steps` steps, the unlabelled rows streamed from a store (or loaded, `in_memory`)."""
     import torch
 
-    from align_lens import AlignConfig, align
+    from align_lens import AlignConfig, Runtime, align
     from align_lens.activations.store import ActivationStore
 
     torch.set_num_threads(2)
@@ -67,9 +67,8 @@ def run_align(d_sae: int, unlabelled: str | None, steps: int, in_memory: bool = 
     extra = ActivationStore(unlabelled) if unlabelled else None
     if in_memory and extra is not None:
         extra = extra.read_all()
-    config = AlignConfig(
-        steps=steps, batch_size=LABELLED, unlabelled_batch_size=BATCH - LABELLED, progress=False, device=device
-    )
+    runtime = Runtime(device=device, progress=False)
+    config = AlignConfig(steps=steps, batch_size=LABELLED, unlabelled_batch_size=BATCH - LABELLED, runtime=runtime)
     start = time.perf_counter()
     align(_sae(d_sae, device), onto, activations=acts, unlabelled=extra, config=config)
     out = {"d_sae": d_sae, "steps": steps, "seconds": time.perf_counter() - start, "peak_rss_gb": _peak_gb()}

@@ -54,7 +54,7 @@ def main() -> None:
     bios = [d.text for d in world.documents(0) if d.loss_from == 0]
     bio_of = {p.id: b for p, b in zip(world.people, bios)}
     bio_acts = gather_token_activations(model, [bio_of[p] for p in sorted(people["train"])][:300], hook)
-    ac = replace(cfg.align, hook_name=hook, progress=False)
+    ac = replace(cfg.align, hook_name=hook, runtime=cfg.runtime())
     stage1 = SAE.load_from_disk(args.stage1_cache)
     aligned = align(
         stage1, train, model=model, activations=acts, unlabelled=torch.cat([bio_acts, acts[::4]]), config=ac

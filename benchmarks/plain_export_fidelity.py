@@ -18,7 +18,7 @@ import warnings
 import torch
 from sae_lens import SAE
 
-from align_lens import AlignConfig, align, gather_token_activations, pretrain_sae
+from align_lens import AlignConfig, Runtime, Stage1Config, align, gather_token_activations, pretrain_sae
 from align_lens.analysis.evaluate import split_activations
 from align_lens.evals.binding import binding_metrics
 from align_lens.saes.plain import export_plain, plain_fidelity, plain_sae
@@ -41,8 +41,8 @@ def main() -> None:
     bio_acts = gather_token_activations(model, bios, a.hook)
     tokens = torch.cat([bio_acts, gather_token_activations(model, questions, a.hook)])
     acts = split_activations(model, onto, a.hook, 256)
-    stage1 = pretrain_sae(tokens, d_sae=1024, k=16, steps=a.steps, batch_size=1024, hook_name=a.hook)
-    cfg = AlignConfig(epochs=4, batch_size=256, progress=False)
+    stage1 = pretrain_sae(tokens, Stage1Config(d_sae=1024, k=16, steps=a.steps, batch_size=1024, hook_name=a.hook))
+    cfg = AlignConfig(epochs=4, batch_size=256, runtime=Runtime(progress=False))
     aligned = align(stage1, onto, activations=acts["train"], unlabelled=bio_acts, config=cfg)
     names = aligned.concept_names
     out = {"n_people": a.n_people, "stage1_steps": a.steps, "hook": a.hook}

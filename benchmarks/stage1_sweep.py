@@ -21,6 +21,7 @@ import torch
 from align_lens.activations.gather import gather_token_activations
 from align_lens.analysis.evaluate import split_activations
 from align_lens.evals.fidelity import fidelity, task_accuracy
+from align_lens.training.config import Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import DEFAULT_HOOK, corpus_texts
@@ -108,7 +109,7 @@ def run(name: str, overrides: dict, model, tokens, train_last, held, sample, hoo
     cfg = BASE | overrides
     corpus = torch.cat([tokens, *[train_last] * int(cfg.pop("last_tokens", 0))])
     t = time.perf_counter()
-    sae = pretrain_sae(corpus, architecture="topk", batch_size=1024, hook_name=hook, seed=seed, **cfg)
+    sae = pretrain_sae(corpus, Stage1Config(batch_size=1024, hook_name=hook, runtime=Runtime(seed=seed), **cfg))
     secs = time.perf_counter() - t
     fid = fidelity(sae, tokens)
     spliced = task_accuracy(model, sample, sae=sae, use_error_term=False, positions="last")

@@ -3,7 +3,8 @@ explained variance, per-template worst cases and delta-mode swap success by α (
 This is how the demo's hook and the default silence weight were chosen (docs/results.md).
 
 Usage: python benchmarks/stage2_settings.py HOOK '{"name": {AlignConfig overrides, "no_unl": true?}, ...}'
-Example: python benchmarks/stage2_settings.py blocks.0.hook_resid_post '{"sil1": {"silence_weight": 1}, "sil0.3": {}}'
+Example: python benchmarks/stage2_settings.py blocks.0.hook_resid_post '{"sil1": {"weights.silence": 1}, "sil0.3": {}}'
+(a dotted name sets a field of a nested block, as `with_values` does)
 Caches activations and the Stage-1 SAE under runs/stage2_settings/.
 """
 
@@ -17,8 +18,18 @@ from pathlib import Path
 import torch
 from sae_lens import SAE
 
-from align_lens import AlignConfig, align, evals, gather_activations, gather_token_activations, pretrain_sae
+from align_lens import (
+    AlignConfig,
+    Runtime,
+    Stage1Config,
+    align,
+    evals,
+    gather_activations,
+    gather_token_activations,
+    pretrain_sae,
+)
 from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.training.config import with_values
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import corpus_texts
 
@@ -48,13 +59,14 @@ def main() -> None:
     if s1_dir.exists():
         stage1 = SAE.load_from_disk(s1_dir)
     else:
-        stage1 = pretrain_sae(tokens, d_sae=1024, k=16, steps=1500, batch_size=1024, hook_name=hook)
+        stage1 = pretrain_sae(tokens, Stage1Config(d_sae=1024, k=16, steps=1500, batch_size=1024, hook_name=hook))
         stage1.save_model(s1_dir)
     print(f"stage-1 explained variance {evals.fidelity(stage1, tokens)['explained_variance']:.3f}")
     for name, overrides in configs.items():
         t = time.time()
         unlabelled = None if overrides.pop("no_unl", False) else acts["bio"]
-        cfg = AlignConfig(**{"epochs": 4, "batch_size": 256, "progress": False, "hook_name": hook, **overrides})
+        base = AlignConfig(epochs=4, batch_size=256, hook_name=hook, runtime=Runtime(progress=False))
+        cfg = with_values(base, overrides)
         aligned = align(stage1, onto, activations=acts["train"], unlabelled=unlabelled, config=cfg)
         templates = [e.template for e in onto.select("heldout")]
         held = evals.binding_metrics(

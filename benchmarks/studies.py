@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from align_lens import AlignConfig, EvalConfig, align, gather_activations, pretrain_sae
+from align_lens import AlignConfig, EvalConfig, Runtime, align, gather_activations, pretrain_sae
 from align_lens.analysis.baselines import compare_baselines
-from align_lens.analysis.studies import ablations, layer_sweep
+from align_lens.analysis.studies import ablations, layer_sweep, study_stage1
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import DEFAULT_HOOK
 
@@ -56,20 +57,18 @@ def main() -> None:
     model, world = load_base_model(), load_base_world()
     onto = world.ontology()
     ev = EvalConfig(alphas=(0.5, 1.0, 2.0, 4.0), swap_items=args.swap_items, task_accuracy=False)
-    stage1 = {"steps": 800, "batch_size": 512}
-    cfg = AlignConfig(epochs=4, progress=False)
+    stage1 = replace(study_stage1(model), steps=800, batch_size=512)
+    cfg = AlignConfig(epochs=4, runtime=Runtime(progress=False))
     record = {}
     if not args.skip_sweep:
-        record["layer_sweep"] = layer_sweep(model, onto, stage1_kwargs=stage1, align_config=cfg, eval_config=ev)[
-            "table"
-        ]
+        record["layer_sweep"] = layer_sweep(model, onto, stage1=stage1, align_config=cfg, eval_config=ev)["table"]
         print("## Layer sweep\n" + markdown(record["layer_sweep"], SWEEP_COLS))
-    record["ablations"] = ablations(model, onto, DEFAULT_HOOK, stage1_kwargs=stage1, align_config=cfg, eval_config=ev)
+    record["ablations"] = ablations(model, onto, DEFAULT_HOOK, stage1=stage1, align_config=cfg, eval_config=ev)
     print("## Ablations\n" + markdown(record["ablations"], ABLATION_COLS))
     train = gather_activations(model, onto.prompts("train"), DEFAULT_HOOK, batch_size=256)
     held = gather_activations(model, onto.prompts("heldout"), DEFAULT_HOOK, batch_size=256)
-    s1 = pretrain_sae(train, d_sae=8 * model.cfg.d_model, hook_name=DEFAULT_HOOK, **stage1)
-    aligned = align(s1, onto, activations=train, config=AlignConfig(epochs=4, progress=False, hook_name=DEFAULT_HOOK))
+    s1 = pretrain_sae(train, replace(stage1, hook_name=DEFAULT_HOOK))
+    aligned = align(s1, onto, activations=train, config=replace(cfg, hook_name=DEFAULT_HOOK))
     record["baselines"] = compare_baselines(
         model, s1, aligned, onto, max_items=args.swap_items, train_acts=train, heldout_acts=held
     )

@@ -35,6 +35,7 @@ from align_lens.evals.binding import binding_metrics, encode_in_chunks, off_onto
 from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.interventions.editors import DirectionEditor, slot_editor
 from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.training.config import with_values
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 from align_lens.worlds.base_model import load_base_model, load_base_world
@@ -122,7 +123,7 @@ def tune(args, cfg, model, world, full, people, train_ont, bio_of, hook, stage1,
         t = time.perf_counter()
         over = json.loads(text)
         extra = {"tokens": tokens, "bios": bio_acts}[over.pop("unlabelled", cfg.stage2_unlabelled)]
-        ac = replace(cfg.align, hook_name=hook, seed=cfg.seed, progress=False, **over)
+        ac = with_values(replace(cfg.align, hook_name=hook, runtime=cfg.runtime()), over)
         aligned = align(stage1, train_ont, model=model, activations=train_last, unlabelled=extra, config=ac)
         secs = time.perf_counter() - t
         r = fidelity_binding(model, world, full, people["val"], bio_of, hook, stage1, corpus, {"a": aligned})
@@ -154,7 +155,7 @@ def main() -> None:
     ap.add_argument(
         "--tune",
         nargs="*",
-        help="JSON AlignConfig overrides to compare on the VALIDATION people (binding, EV, spliced accuracy, swaps "
+        help='JSON AlignConfig overrides (dotted names for nested blocks, e.g. {"weights.silence": 1}) to compare on the VALIDATION people (binding, EV, spliced accuracy, swaps '
         "on --val-items prompts per concept); prints a table and stops",
     )
     args = ap.parse_args()
@@ -163,7 +164,7 @@ def main() -> None:
     if args.hook:
         cfg = replace(cfg, hook_name=args.hook)
     if args.quick:
-        cfg = replace(cfg, stage1_steps=100, align=replace(cfg.align, epochs=1))
+        cfg = with_values(cfg, {"stage1.steps": 100, "align.epochs": 1})
         args.das_steps, args.val_items = 20, 5
     t0 = time.perf_counter()
     out: dict = {"args": vars(args), "demo_config": asdict(cfg)}
@@ -197,7 +198,7 @@ def main() -> None:
         if cached_hook != hook:
             raise SystemExit(f"--stage1-cache {args.stage1_cache} holds an SAE for {cached_hook}, not {hook}")
     else:
-        stage1 = pretrain_sae(corpus, hook_name=hook, seed=cfg.seed, **cfg.stage1_options())
+        stage1 = pretrain_sae(corpus, replace(cfg.stage1, hook_name=hook, runtime=cfg.runtime()))
         if args.stage1_cache:
             stage1.save_model(args.stage1_cache)
     out["stage1_s"] = time.perf_counter() - t
@@ -209,14 +210,14 @@ def main() -> None:
 
     # ---- Stage 2 on the train people
     t = time.perf_counter()
-    align_cfg = replace(cfg.align, hook_name=hook, seed=cfg.seed, progress=False)
+    align_cfg = replace(cfg.align, hook_name=hook, runtime=cfg.runtime())
     unlabelled = {"tokens": tokens, "bios": bio_acts}[cfg.stage2_unlabelled]
     aligned = align(stage1, train_ont, model=model, activations=train_last, unlabelled=unlabelled, config=align_cfg)
     out["stage2_s"] = time.perf_counter() - t
     variants = {"aligned": aligned}
     if args.interchange > 0:
         t = time.perf_counter()
-        ic_cfg = replace(align_cfg, interchange_weight=args.interchange)
+        ic_cfg = with_values(align_cfg, {"weights.interchange": args.interchange})
         variants["aligned + interchange"] = align(
             stage1, train_ont, model=model, activations=train_last, unlabelled=unlabelled, config=ic_cfg
         )

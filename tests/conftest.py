@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import align_lens  # noqa: F401  (registers the architecture)
-from align_lens import AlignConfig, align, pretrain_sae
+from align_lens import AlignConfig, Runtime, Stage1Config, align, pretrain_sae
 from align_lens.activations import gather_activations
 from align_lens.adapter import build_model
 
@@ -131,8 +131,9 @@ def _build_inner() -> dict:
         warnings.simplefilter("ignore")
         train = gather_activations(model, ont.prompts("train"), hook, batch_size=256)
         heldout = gather_activations(model, ont.prompts("heldout"), hook, batch_size=256)
-        sae = pretrain_sae(train, 8 * model.cfg.d_model, "topk", k=16, steps=300, batch_size=256, hook_name=hook)
-        aligned = align(sae, ont, activations=train, config=AlignConfig(epochs=10, progress=False))
+        s1 = Stage1Config(8 * model.cfg.d_model, "topk", k=16, steps=300, batch_size=256, hook_name=hook)
+        sae = pretrain_sae(train, s1)
+        aligned = align(sae, ont, activations=train, config=AlignConfig(epochs=10, runtime=Runtime(progress=False)))
     rng = random.Random(0)
     held = ont.select("heldout")
     return {

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sae_lens import SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 
-from align_lens import AlignConfig, Ontology, align, pretrain_sae
+from align_lens import AlignConfig, Ontology, Runtime, Stage1Config, align, pretrain_sae
 from align_lens.activations.store import ActivationStore, file_sha256, write_store, write_tensor_store
 from align_lens.adapter import load_transformer, save_transformer
 from align_lens.cli import options
@@ -34,10 +34,11 @@ from align_lens.ontology import OntologyError
 from align_lens.saes.aligned import aligned_from_sae
 from align_lens.saes.plain import aligned_from_plain, plain_sae
 from align_lens.training import checkpoint, validation
+from align_lens.training.config import with_values
 
 HOOK = "blocks.1.hook_resid_post"
 NAMES = ["a", "b", "c"]
-FAST = dict(epochs=2, batch_size=32, progress=False, patience=None)
+FAST = AlignConfig(epochs=2, batch_size=32, patience=None, runtime=Runtime(progress=False))
 
 
 def _blobs(n=20, d=16, seed=0):
@@ -64,13 +65,14 @@ def _align(tmp, config=None, sae=None, ontology=None, **kw):
     return align(sae or _sae(), ontology or _onto(), **args, config=config)
 
 
-def _cfg(**kw):
-    return AlignConfig(**(FAST | kw))
+def _cfg(dotted: dict | None = None, **kw):
+    """FAST with the fields in `kw` and the dotted (nested) fields in `dotted` changed."""
+    return with_values(FAST, (dotted or {}) | kw)
 
 
 def _pretrain(tmp, x=None, **kw):
     x = torch.randn(256, 16, generator=torch.Generator().manual_seed(0)) if x is None else x
-    return pretrain_sae(x, **(dict(d_sae=32, k=4, steps=4, batch_size=64) | kw))
+    return pretrain_sae(x, with_values(Stage1Config(d_sae=32, k=4, steps=4, batch_size=64), kw))
 
 
 def _aligned():
@@ -113,11 +115,11 @@ def _align_then(tmp, **change):
     cfg = _cfg(checkpoint_dir=str(tmp / "ck"))
     _align(tmp, cfg)
     kw = {k: v for k, v in change.items() if k in ("sae", "ontology")}
-    _align(tmp, _cfg(checkpoint_dir=str(tmp / "ck"), **change.get("config", {})), **kw)
+    _align(tmp, _cfg(change.get("config"), checkpoint_dir=str(tmp / "ck")), **kw)
 
 
 def _pretrain_then(tmp, **change):
-    base = dict(checkpoint_dir=tmp / "ck", n_checkpoints=1)
+    base = dict(checkpoint_dir=str(tmp / "ck"), n_checkpoints=1)
     _pretrain(tmp, **base)
     _pretrain(tmp, **(base | change))
 
@@ -125,7 +127,7 @@ def _pretrain_then(tmp, **change):
 def _foreign_checkpoints(tmp):
     (tmp / "ck" / "123").mkdir(parents=True)
     (tmp / "ck" / "123" / "trainer_state.pt").write_bytes(b"")
-    _pretrain(tmp, checkpoint_dir=tmp / "ck", n_checkpoints=1)
+    _pretrain(tmp, checkpoint_dir=str(tmp / "ck"), n_checkpoints=1)
 
 
 def _write(tmp, name: str, content: str | bytes) -> Path:
@@ -286,7 +288,12 @@ CASES = [
         ValueError,
         r"differs in ontology \(checkpoint",
     ),
-    Case("align-resume-other-lr", lambda t: _align_then(t, config=dict(lr=5e-4)), ValueError, r"settings\.lr"),
+    Case(
+        "align-resume-other-lr",
+        lambda t: _align_then(t, config={"optimiser.lr": 5e-4}),
+        ValueError,
+        r"settings\.optimiser\.lr",
+    ),
     Case("pretrain-resume-other-k", lambda t: _pretrain_then(t, k=8), ValueError, r"\bk \(checkpoint: 4, now: 8\)"),
     Case("pretrain-resume-other-d-sae", lambda t: _pretrain_then(t, d_sae=48), ValueError, r"d_sae \(checkpoint: 32"),
     Case(
@@ -305,20 +312,45 @@ CASES = [
     Case("align-epochs-float", lambda t: _align(t, _cfg(epochs=2.5)), ValueError, r"epochs must be an integer"),
     Case("align-steps-0", lambda t: _align(t, _cfg(steps=0)), ValueError, r"steps must be an integer ≥ 1"),
     Case(
-        "align-lr-10", lambda t: _align(t, _cfg(lr=10)), ValueError, r"lr must be a finite number in \(0, 1\], got 10"
+        "align-lr-10",
+        lambda t: _align(t, _cfg({"optimiser.lr": 10})),
+        ValueError,
+        r"lr must be a finite number in \(0, 1\], got 10",
     ),
-    Case("align-lr-1e39", lambda t: _align(t, _cfg(lr=1e39)), ValueError, r"lr must be .*1e\+39"),
-    Case("align-lr-nan", lambda t: _align(t, _cfg(lr=float("nan"))), ValueError, r"lr must be .*nan"),
-    Case("align-lr-0", lambda t: _align(t, _cfg(lr=0)), ValueError, r"lr must be a finite number in \(0, 1\]"),
-    Case("align-lr-negative", lambda t: _align(t, _cfg(lr=-1e-3)), ValueError, r"lr must be"),
+    Case("align-lr-1e39", lambda t: _align(t, _cfg({"optimiser.lr": 1e39})), ValueError, r"lr must be .*1e\+39"),
+    Case("align-lr-nan", lambda t: _align(t, _cfg({"optimiser.lr": float("nan")})), ValueError, r"lr must be .*nan"),
+    Case(
+        "align-lr-0",
+        lambda t: _align(t, _cfg({"optimiser.lr": 0})),
+        ValueError,
+        r"lr must be a finite number in \(0, 1\]",
+    ),
+    Case("align-lr-negative", lambda t: _align(t, _cfg({"optimiser.lr": -1e-3})), ValueError, r"lr must be"),
     Case(
         "align-dtype-float61", lambda t: _align(t, _cfg(dtype="float61")), ValueError, r"dtype must be one of .*float61"
     ),
     Case("align-patience-0", lambda t: _align(t, _cfg(patience=0)), ValueError, r"patience must be .* or None"),
     Case("align-binding-name", lambda t: _align(t, _cfg(binding="cos")), ValueError, r"binding must be one of"),
     Case("align-init-name", lambda t: _align(t, _cfg(init="pca")), ValueError, r"init must be one of"),
-    Case("align-weight-negative", lambda t: _align(t, _cfg(silence_weight=-1)), ValueError, r"silence_weight"),
-    Case("align-weight-nan", lambda t: _align(t, _cfg(binding_weight=float("nan"))), ValueError, r"binding_weight"),
+    Case("align-weight-negative", lambda t: _align(t, _cfg({"weights.silence": -1})), ValueError, r"weights\.silence"),
+    Case(
+        "align-weight-nan",
+        lambda t: _align(t, _cfg({"weights.binding": float("nan")})),
+        ValueError,
+        r"weights\.binding",
+    ),
+    Case(
+        "align-weights-as-dict",
+        lambda t: _align(t, _cfg(weights={"binding": 2.0})),
+        TypeError,
+        r"expected a LossWeights, got dict; pass e\.g\. AlignConfig\(weights=LossWeights\(binding=2\.0\)\)",
+    ),
+    Case(
+        "align-runtime-threads-0",
+        lambda t: _align(t, _cfg({"runtime.threads": 0})),
+        ValueError,
+        r"AlignConfig\.runtime\.threads must be an integer ≥ 1, got 0; or None",
+    ),
     Case(
         "align-zero-rows",
         lambda t: _align(t, _cfg(), activations=torch.zeros(0, 16), labels=torch.zeros(0).long()),

@@ -13,7 +13,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 from safetensors.torch import save_file
 
-from align_lens import AlignConfig, Ontology, align
+from align_lens import AlignConfig, Ontology, Runtime, align
 from align_lens.adapter import load_transformer, save_transformer
 from align_lens.evals.binding import binding_metrics
 from align_lens.hub import load_aligned
@@ -74,7 +74,7 @@ def test_binding_is_matched_by_name(trained):
 
 def test_align_resume_refuses_another_ontology(trained, tmp_path):
     onto, acts = trained["ontology"], trained["train_acts"]
-    cfg = AlignConfig(epochs=1, progress=False, checkpoint_dir=str(tmp_path))
+    cfg = AlignConfig(epochs=1, checkpoint_dir=str(tmp_path), runtime=Runtime(progress=False))
     align(trained["sae"], onto, activations=acts, config=cfg)
     renamed = Ontology.from_records(
         [dict(prompt=e.prompt, concept=e.concept.lower(), split=e.split) for e in onto.examples]
@@ -125,6 +125,6 @@ def test_tiny_batches_without_patience_terminate_and_train():
     onto = Ontology.from_records([dict(prompt=f"p{i}", concept="ab"[i % 2]) for i in range(3)])
     sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=8))
     sae.cfg.metadata.hook_name = "h"
-    cfg = AlignConfig(epochs=3, batch_size=2, patience=None, progress=False)
+    cfg = AlignConfig(epochs=3, batch_size=2, patience=None, runtime=Runtime(progress=False))
     aligned = align(sae, onto, activations=x, config=cfg)
     assert len(aligned.history.steps) == 3  # one 2-row step per epoch

@@ -9,8 +9,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "align_lens"
 WORLDS = "align_lens.worlds"
 SERVES_A_WORLD = {"align_lens.cli.world", "align_lens.cli.two_hop"}  # the commands of the worlds
-# stage2 ↔ distributed: issue 17's config-first training (branch w17c) removes it; delete this line then.
-KNOWN_CYCLES = [{"align_lens", "align_lens.training", "align_lens.training.stage2", "align_lens.training.distributed"}]
 
 
 def _modules() -> dict[str, Path]:
@@ -89,7 +87,7 @@ def test_the_library_never_imports_a_world():
 
 
 def test_no_import_cycle():
-    unknown = [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES]
+    unknown = cycles(import_graph())
     assert not unknown, f"import cycles: {unknown}"
 
 

@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import inspect
 from collections.abc import Callable
-from functools import cache
 from typing import Any, NoReturn, cast
 
 import torch
@@ -28,23 +27,30 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- defaults from the library ------------------------------------------------------------------
-@cache
-def _instance(cls: type) -> Any:
-    return cls()
-
-
 def default_of(source: type | Callable, name: str) -> Any:
     """Default of field `name` (dotted for nested configs, e.g. "align.epochs") of a dataclass, or of
     parameter `name` of a function."""
     if dataclasses.is_dataclass(source) and isinstance(source, type):
-        value = _instance(source)
-        for part in name.split("."):
+        head, *rest = name.split(".")
+        found = {f.name: f for f in dataclasses.fields(source)}[head]
+        if found.default is not dataclasses.MISSING:
+            value = found.default
+        elif found.default_factory is not dataclasses.MISSING:
+            value = found.default_factory()
+        else:
+            raise KeyError(f"{source.__name__}({head}=...) has no default")
+        for part in rest:
             value = getattr(value, part)
         return value
     param = inspect.signature(cast(Callable, source)).parameters[name]
     if param.default is inspect.Parameter.empty:
         raise KeyError(f"{getattr(source, '__name__', source)}({name}=...) has no default")
     return param.default
+
+
+def flag_dest(flag: str) -> str:
+    """The attribute argparse stores `--flag-name` under (flag_name)."""
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def option(

@@ -17,14 +17,15 @@ from align_lens.analysis.evaluate import EvalConfig
 from align_lens.cli import inputs
 from align_lens.cli.options import (
     UsageError,
+    flag_dest,
     option,
     positive_float,
     positive_int,
 )
 from align_lens.files import strict_json
 from align_lens.ontology import Ontology
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config, with_values
 from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import AlignConfig
 
 MODEL_HELP = (
     "a folder saved by align_lens.save_transformer, or a TransformerLens model name such as gpt2 (needs the network "
@@ -96,6 +97,15 @@ def _model_options(p: argparse.ArgumentParser, ontology_help: str) -> None:
 
 
 # ---- pretrain ----------------------------------------------------------------------------------------
+STAGE1_OPTIONS = {  # Stage1Config field → (value type, help)
+    "k": (positive_int, "TopK: active latents per token"),
+    "steps": (positive_int, "training steps"),
+    "batch_size": (positive_int, "token activations per step"),
+    "lr": (positive_float, "learning rate"),
+    "checkpoint_dir": (None, "folder for resumable checkpoints (rerun to resume)"),
+}
+
+
 def add_pretrain(sub, common) -> None:
     s = sub.add_parser(
         "pretrain",
@@ -109,15 +119,12 @@ def add_pretrain(sub, common) -> None:
     _model_options(s, "ontology file whose prompts are the texts when --texts is not given")
     s.add_argument("--texts", default=None, help="UTF-8 text file, one text per line")
     s.add_argument("--hook", default=None, help="hook to read (required with --model; --world bio: the demo's hook)")
-    option(s, pretrain_sae, "architecture", choices=choices_of(pretrain_sae, "architecture"))
+    option(s, Stage1Config, "architecture", choices=choices_of(Stage1Config, "architecture"))
     s.add_argument("--d-sae", type=positive_int, required=True, help="number of latents")
-    option(s, pretrain_sae, "k", type=positive_int, help="TopK: active latents per token")
-    option(s, pretrain_sae, "steps", type=positive_int, help="training steps")
-    option(s, pretrain_sae, "batch_size", type=positive_int, help="token activations per step")
-    option(s, pretrain_sae, "lr", type=positive_float, help="learning rate")
-    option(s, pretrain_sae, "seed")
-    option(s, pretrain_sae, "checkpoint_dir", help="folder for resumable checkpoints (rerun to resume)")
-    option(s, pretrain_sae, "n_checkpoints", flag="--checkpoints", help="checkpoints kept in --checkpoint-dir")
+    for name, (kind, text) in STAGE1_OPTIONS.items():
+        option(s, Stage1Config, name, type=kind, help=text)
+    option(s, Stage1Config, "runtime.seed")
+    option(s, Stage1Config, "n_checkpoints", flag="--checkpoints", help="checkpoints kept in --checkpoint-dir")
     s.add_argument("--store", type=Path, default=None, help=STORE_HELP)
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     s.set_defaults(run=run_pretrain)
@@ -167,16 +174,10 @@ def run_pretrain(a: argparse.Namespace) -> int:
             f"--batch-size {a.batch_size} but the texts give only {len(acts)} token activations; "
             f"pass --batch-size ≤ {len(acts)} or more texts"
         )
-    kwargs = {k: getattr(a, k) for k in ("architecture", "d_sae", "k", "steps", "batch_size", "lr", "seed")}
-    sae = pretrain_sae(
-        acts,
-        **kwargs,
-        hook_name=hook,
-        model_name=_model_name(a, world, model),
-        device=a.device,
-        checkpoint_dir=a.checkpoint_dir,
-        n_checkpoints=a.n_checkpoints,
-    )
+    values = {k: getattr(a, k) for k in ("architecture", "d_sae", "n_checkpoints", *STAGE1_OPTIONS)}
+    runtime = Runtime(device=a.device, seed=a.seed)
+    config = Stage1Config(**values, hook_name=hook, model_name=_model_name(a, world, model), runtime=runtime)
+    sae = pretrain_sae(acts, config)
     with inputs.staged(a) as stage:
         sae.save_model(stage)
     print(f"Stage-1 SAE ({type(sae).__name__}, d_sae={sae.cfg.d_sae}, {len(acts)} tokens) written to {a.out}")
@@ -184,16 +185,16 @@ def run_pretrain(a: argparse.Namespace) -> int:
 
 
 # ---- align -------------------------------------------------------------------------------------------
-ALIGN_OPTIONS = {  # AlignConfig field → (value type, help)
-    "epochs": (positive_int, "passes over the training examples"),
-    "steps": (positive_int, "optimiser steps (overrides --epochs)"),
-    "batch_size": (positive_int, "labelled examples per step"),
-    "lr": (positive_float, "learning rate"),
-    "decorrelation_weight": (None, "weight of the slot decorrelation loss"),
-    "silence_weight": (None, "weight of slot silence on --texts tokens"),
-    "patience": (positive_int, "epochs without improvement before stopping"),
-    "seed": (None, ""),
-    "checkpoint_dir": (None, "save every epoch here; a rerun with the same settings resumes"),
+ALIGN_OPTIONS = {  # AlignConfig field (dotted: nested block) → (flag, value type, help)
+    "epochs": ("--epochs", positive_int, "passes over the training examples"),
+    "steps": ("--steps", positive_int, "optimiser steps (overrides --epochs)"),
+    "batch_size": ("--batch-size", positive_int, "labelled examples per step"),
+    "optimiser.lr": ("--lr", positive_float, "learning rate"),
+    "weights.decorrelation": ("--decorrelation-weight", None, "weight of the slot decorrelation loss"),
+    "weights.silence": ("--silence-weight", None, "weight of slot silence on --texts tokens"),
+    "patience": ("--patience", positive_int, "epochs without improvement before stopping"),
+    "runtime.seed": ("--seed", None, ""),
+    "checkpoint_dir": ("--checkpoint-dir", None, "save every epoch here; a rerun with the same settings resumes"),
 }
 
 
@@ -211,8 +212,8 @@ def add_align(sub, common) -> None:
     option(a, AlignConfig, "hook_name", flag="--hook", help="hook to align at (must be the SAE's)")
     option(a, AlignConfig, "binding", choices=choices_of(AlignConfig, "binding"))
     option(a, AlignConfig, "init", choices=choices_of(AlignConfig, "init"), help="slot initialisation")
-    for name, (kind, text) in ALIGN_OPTIONS.items():
-        option(a, AlignConfig, name, type=kind, help=text)
+    for name, (flag, kind, text) in ALIGN_OPTIONS.items():
+        option(a, AlignConfig, name, flag=flag, dest=flag_dest(flag), type=kind, help=text)
     a.add_argument("--freeze-free", action="store_true", help="train only the concept slots")
     a.add_argument("--compile", action="store_true", help="torch.compile the loss terms (faster on a GPU)")
     a.add_argument("--store", type=Path, default=None, help=f"--texts only: {STORE_HELP}")
@@ -230,10 +231,11 @@ def run_align(a: argparse.Namespace) -> int:
     onto = _ontology(a, world)
     sae = inputs.load_sae(a.sae, "--sae", a.device)
     model = _model(a, world)
-    fields = {f.name for f in dataclasses.fields(AlignConfig)}
-    values: dict[str, Any] = {k: v for k, v in vars(a).items() if k in fields}
-    values["train_free"] = not a.freeze_free
-    config = AlignConfig(**values)
+    values = {name: getattr(a, flag_dest(flag)) for name, (flag, _, _) in ALIGN_OPTIONS.items()}
+    config = with_values(
+        AlignConfig(hook_name=a.hook_name, binding=a.binding, init=a.init, train_free=not a.freeze_free),
+        values | {"compile": a.compile, "runtime.device": a.device},
+    )
     unlabelled = None
     if a.texts is not None:
         hook = config.hook_name or sae.cfg.metadata.hook_name

@@ -4,13 +4,13 @@ biography world + its tiny model)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
-from align_lens.cli.options import UsageError, default_of, option, positive_int
+from align_lens.cli.options import UsageError, default_of, flag_dest, option, positive_int
 from align_lens.files import check_output_place
 from align_lens.ontology import Ontology
+from align_lens.training.config import with_values
 from align_lens.worlds.base_model import load_base_model, load_base_world, train_base_model
 from align_lens.worlds.bio import make_world
 from align_lens.worlds.demo import DemoConfig, corpus_texts
@@ -41,17 +41,17 @@ class BioInputs:
         return bios + questions
 
 
-DEMO_OPTIONS = {  # DemoConfig field (dotted: nested AlignConfig) → (flag, value type, help)
+DEMO_OPTIONS = {  # DemoConfig field (dotted: nested Stage1Config / AlignConfig) → (flag, value type, help)
     "model_path": ("--model", None, "base-model folder written by train-base (default: the shipped one)"),
     "hook_name": ("--hook", None, "hook to read and steer"),
-    "n_people": (None, positive_int, "use only the first N people (faster; default: everyone)"),
-    "d_sae": (None, positive_int, "latents of the Stage-1 SAE"),
-    "k": (None, positive_int, "TopK of the Stage-1 SAE"),
-    "stage1_steps": (None, positive_int, "Stage-1 training steps"),
-    "align.epochs": (None, positive_int, "Stage-2 epochs"),
-    "align.batch_size": (None, positive_int, "Stage-2 batch size"),
-    "swap_items": (None, positive_int, "base prompts per source concept for swaps"),
-    "seed": (None, None, ""),
+    "n_people": ("--n-people", positive_int, "use only the first N people (faster; default: everyone)"),
+    "stage1.d_sae": ("--d-sae", positive_int, "latents of the Stage-1 SAE"),
+    "stage1.k": ("--k", positive_int, "TopK of the Stage-1 SAE"),
+    "stage1.steps": ("--stage1-steps", positive_int, "Stage-1 training steps"),
+    "align.epochs": ("--epochs", positive_int, "Stage-2 epochs"),
+    "align.batch_size": ("--batch-size", positive_int, "Stage-2 batch size"),
+    "swap_items": ("--swap-items", positive_int, "base prompts per source concept for swaps"),
+    "seed": ("--seed", None, ""),
 }
 
 
@@ -65,7 +65,7 @@ def add_demo(sub, common) -> None:
     )
     option(d, DemoConfig, "out_dir", flag="--out", help="output folder")
     for name, (flag, kind, text) in DEMO_OPTIONS.items():
-        option(d, DemoConfig, name, flag=flag, type=kind, help=text)
+        option(d, DemoConfig, name, flag=flag, dest=flag_dest(flag), type=kind, help=text)
     d.add_argument("--overwrite", action="store_true", help="replace an --out folder written by an earlier demo run")
     d.set_defaults(run=run_demo)
 
@@ -76,10 +76,8 @@ def run_demo(a: argparse.Namespace) -> int:
     out = Path(a.out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; pass a folder path")
-    nested = {f.name for f in dataclasses.fields(DemoConfig)}
-    values = {k: v for k, v in vars(a).items() if k in nested and k != "align"}
-    align = dataclasses.replace(DemoConfig().align, epochs=a.epochs, batch_size=a.batch_size)
-    record = run_demo(DemoConfig(**values, align=align))
+    values = {name: getattr(a, flag_dest(flag)) for name, (flag, _, _) in DEMO_OPTIONS.items()}
+    record = run_demo(with_values(DemoConfig(out_dir=a.out_dir, overwrite=a.overwrite, device=a.device), values))
     print(format_summary(record, str(out)))
     return 0
 

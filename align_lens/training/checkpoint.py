@@ -7,12 +7,13 @@ was written for; `check_fingerprint` refuses to resume anything else and names w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,24 @@ def sae_fingerprint(sae) -> dict[str, Any]:
         "k": getattr(sae.cfg, "k", None),
         "weights": tensor_hash(sae.state_dict()),
     }
+
+
+RUNTIME_ONLY = frozenset({"progress", "threads", "checkpoint_dir", "n_checkpoints", "compile"})
+
+
+def fingerprint(settings: Any, exclude: Collection[str] = RUNTIME_ONLY, **inputs: Any) -> dict[str, Any]:
+    """What a resumable run's checkpoints are valid for, in one shape for every trainer: its `inputs` (hashes of
+    its data, the SAE it starts from, …) and its `settings` (a config dataclass or a dict) less the fields named
+    in `exclude` at any depth (by default those that do not change the numbers). JSON-plain, so a fingerprint
+    read back from a checkpoint compares equal (`check_fingerprint`)."""
+    values = dict(settings) if isinstance(settings, Mapping) else dataclasses.asdict(settings)
+    return json.loads(json.dumps({**inputs, "settings": _without(values, exclude)}, default=str))
+
+
+def _without(values: Any, exclude: Collection[str]) -> Any:
+    if not isinstance(values, dict):
+        return values
+    return {k: _without(v, exclude) for k, v in values.items() if k not in exclude}
 
 
 def check_fingerprint(found: Mapping[str, Any], expected: Mapping[str, Any], where: str | Path) -> None:

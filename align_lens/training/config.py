@@ -1,107 +1,135 @@
-"""Stage-2 settings (`AlignConfig`), the per-step loss record (`AlignHistory`) and its device-side buffer
-(`PendingTerms`)."""
+"""The trainers' settings: `Stage1Config` (Stage 1, SAELens' trainer) and `AlignConfig` (Stage 2), which share
+one `Runtime` block (device, seed, progress bar, threads).
+
+Like SAELens' runner config, each is one dataclass with the training knobs at top level and the rest in small
+nested blocks: `AlignConfig(epochs=10, optimiser=OptimiserConfig(lr=3e-3), runtime=Runtime(progress=False))`.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, is_dataclass, replace
+from typing import Any, Literal, TypeVar, get_type_hints
 
 import torch
-from torch import Tensor
 
-TERMS = ("reconstruction", "sparsity", "binding", "decorrelation", "value", "silence")
-LOG_EVERY = 25  # steps between reads of the loss terms from the device (a read waits for the device)
+C = TypeVar("C")
+
+
+@dataclass
+class Runtime:
+    """Where and how a trainer runs; the same block in `Stage1Config` and `AlignConfig`."""
+
+    device: str = "cpu"
+    seed: int = 0
+    progress: bool = True  # show a progress bar
+    threads: int | None = None  # torch intra-op threads while training (restored after); None: leave as set
+
+    @contextmanager
+    def threads_applied(self) -> Iterator[None]:
+        """Run the block with `threads` torch threads, then restore the previous number."""
+        previous = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
+@dataclass
+class Stage1Config:
+    """Every setting of `pretrain_sae` (Stage 1: an ordinary SAE trained with SAELens' `SAETrainer`).
+
+    TopK: `aux_loss_coefficient` weighs SAELens' aux-k loss, which makes latents silent for more than
+    `dead_feature_window` steps reconstruct the residual (keep the window well below `steps`, or it never acts).
+    With `checkpoint_dir` and `n_checkpoints > 0`, an interrupted run resumes from its latest checkpoint.
+    """
+
+    d_sae: int
+    architecture: Literal["topk", "standard", "jumprelu"] = "topk"
+    k: int = 16  # TopK: active latents per row
+    sparsity_coefficient: float | None = None  # standard / jumprelu: L1 / L0 coefficient (None: 1.0)
+    steps: int = 2000
+    batch_size: int = 1024
+    lr: float = 1e-3
+    aux_loss_coefficient: float = 1.0
+    dead_feature_window: int = 1000
+    init_b_dec: Literal["zeros", "mean"] = "zeros"  # "mean": start the decoder bias at the activations' mean
+    hook_name: str | None = None  # recorded in the SAE's metadata
+    model_name: str | None = None  # recorded in the SAE's metadata
+    checkpoint_dir: str | None = None
+    n_checkpoints: int = 0
+    runtime: Runtime = field(default_factory=Runtime)
+
+
+@dataclass
+class LossWeights:
+    """Weights of Stage 2's loss terms (`training.losses`); 0 disables a term."""
+
+    reconstruction: float = 1.0
+    sparsity: float | None = None  # None: the SAE's own training coefficient, else 1.0
+    binding: float = 1.0
+    decorrelation: float = 0.01
+    value: float = 0.0
+    silence: float = 0.3
+    interchange: float = 0.0  # > 0: causal term of `training.interchange` (needs model=); 0 = off
+
+
+@dataclass
+class OptimiserConfig:
+    """Stage 2's AdamW and its learning-rate schedule (linear warm-up, then constant or cosine to lr/10)."""
+
+    lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
 
 
 @dataclass
 class AlignConfig:
-    """Everything Stage 2 needs besides the SAE and the ontology. Weights of 0 disable a term."""
+    """Everything Stage 2 needs besides the SAE and the ontology: what to train (top level), the loss
+    `weights`, the `optimiser` and the `runtime`."""
 
     hook_name: str | None = None  # default: sae.cfg.metadata.hook_name
     position: str | int = "last"  # token whose activation carries the concept
     binding: Literal["ce", "mse_onehot"] = "mse_onehot"  # measured better for swaps than "ce" (docs/results.md)
-    reconstruction_weight: float = 1.0
-    sparsity_weight: float | None = None  # None: the SAE's own training coefficient, else 1.0
-    binding_weight: float = 1.0
-    decorrelation_weight: float = 0.01
-    value_weight: float = 0.0
-    silence_weight: float = 0.3
     init: Literal["lda", "diffmean", "random"] = "lda"
     train_free: bool = True  # False: freeze the pretrained dictionary, train only the slots
     epochs: int = 20
     steps: int | None = None  # overrides epochs
     batch_size: int = 256
     unlabelled_batch_size: int = 256
-    lr: float = 1e-3
-    lr_schedule: Literal["constant", "cosine"] = "cosine"
-    warmup_steps: int = 50
-    weight_decay: float = 0.0
+    interchange_batch_size: int = 32  # swap trials per step for the interchange term
     patience: int | None = 5  # epochs without 0.1% improvement before stopping; None: never
-    seed: int = 0
-    device: str = "cpu"
     dtype: str = "float32"
     gather_batch_size: int = 128
-    progress: bool = True
     checkpoint_dir: str | None = None  # save after every epoch; a rerun with the same settings resumes
     allow_hook_change: bool = False  # True: align at hook_name although the SAE was trained at another hook
-    interchange_weight: float = 0.0  # > 0: causal term of `training.interchange` (needs model=); 0 = off
-    interchange_batch_size: int = 32  # swap trials per step for that term
     compile: bool = False  # torch.compile the loss terms: faster steps on a GPU after ~10-20 s of compiling
+    weights: LossWeights = field(default_factory=LossWeights)
+    optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
+    runtime: Runtime = field(default_factory=Runtime)
 
 
-@dataclass
-class AlignHistory:
-    """Per-step loss terms (unweighted) and the weighted total. Reconstruction and sparsity are
-    divided by the activation variance (reconstruction is then the fraction of variance unexplained)."""
-
-    steps: list[dict[str, float]] = field(default_factory=list)
-    stopped_early: bool = False
-
-    def series(self, term: str) -> list[float]:
-        return [s[term] for s in self.steps]
-
-    def plot(self):
-        """A plotly figure of every loss term against the step (log scale)."""
-        import plotly.graph_objects as go
-
-        fig = go.Figure()
-        for term in ("total", *TERMS):
-            ys = self.series(term)
-            if any(y != 0 for y in ys):
-                fig.add_scatter(y=ys, name=term, mode="lines")
-        fig.update_layout(title="Stage-2 losses", xaxis_title="step", yaxis_title="loss", yaxis_type="log")
-        return fig
+def config_from_dict(cls: type[C], values: Mapping[str, Any]) -> C:
+    """The config dataclass `cls` from a nested dict such as parsed JSON (a nested block is a dict too), e.g.
+    `config_from_dict(AlignConfig, {"epochs": 4, "optimiser": {"lr": 3e-3}})`."""
+    hints = get_type_hints(cls)
+    return cls(
+        **{
+            k: config_from_dict(hints[k], v) if isinstance(v, Mapping) and is_dataclass(hints.get(k)) else v
+            for k, v in values.items()
+        }
+    )
 
 
-class PendingTerms:
-    """Each step's loss terms, kept on the device until `flush` reads them back in one transfer.
-
-    Reading the terms every step (`.item()`) makes the host wait for the device every step: on an H100 at 16k
-    latents that was 1.7 ms of an 8 ms Stage-2 step. `flush` also checks the totals and raises on the first
-    non-finite one, so a diverged run stops within LOG_EVERY steps and before anything is saved.
-    """
-
-    def __init__(self) -> None:
-        self.rows: list[Tensor] = []
-        self.names: list[str] = []
-        self.first_step = 0
-
-    def add(self, step: int, terms: dict[str, Tensor]) -> None:
-        if not self.rows:
-            self.first_step, self.names = step, list(terms)
-        self.rows.append(torch.stack([v.detach().float() for v in terms.values()]))
-
-    def flush(self, record: Callable[[dict[str, Tensor]], dict[str, list[float]]]) -> list[dict[str, float]]:
-        """The pending steps' records (`record`: name → one value per step, e.g. `Replica.record`), oldest first."""
-        if not self.rows:
-            return []
-        values = record(dict(zip(self.names, torch.stack(self.rows, 1))))
-        self.rows = []
-        records = [dict(zip(values, row)) for row in zip(*values.values())]
-        for i, r in enumerate(records):
-            if not math.isfinite(r["total"]):
-                step = self.first_step + i
-                raise FloatingPointError(f"Stage-2 loss became {r['total']} at step {step}; lower AlignConfig.lr.")
-        return records
+def with_values(config: C, changes: Mapping[str, Any]) -> C:
+    """A copy of the config dataclass `config` with each field named in `changes` set; a dotted name sets a field
+    of a nested block, e.g. `with_values(config, {"epochs": 4, "optimiser.lr": 3e-3, "runtime.seed": 1})`."""
+    for name, value in changes.items():
+        head, _, rest = name.partition(".")
+        inner = with_values(getattr(config, head), {rest: value}) if rest else value
+        config = replace(config, **{head: inner})  # pyright: ignore[reportArgumentType]  (a dataclass, as documented)
+    return config

@@ -17,41 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.distributed as dist
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 
-from align_lens.training import losses
-
-
-class Replica:
-    """One process computing whole batches (the default): every hook is the identity."""
-
-    rank, world = 0, 1
-    decorrelation: Callable[[Tensor, Tensor], Tensor] = staticmethod(losses.decorrelation_loss)
-
-    @property
-    def writer(self) -> bool:
-        """Whether this process writes checkpoints and results."""
-        return self.rank == 0
-
-    def local(self, idx: Int[Tensor, " b"]) -> Int[Tensor, " b_local"]:
-        """This process's share of a global batch of row indices."""
-        return idx.tensor_split(self.world)[self.rank]
-
-    def wrap(self, objective: nn.Module) -> nn.Module:
-        return objective
-
-    def rescale(self, terms: dict[str, Tensor], n_labelled: int, n_rows: int, n_answers: int) -> dict[str, Tensor]:
-        """Loss terms weighted so that averaging gradients over processes gives the global batch's gradient."""
-        return terms
-
-    def record(self, values: dict[str, Tensor]) -> dict[str, list[float]]:
-        """Logged values (one tensor of steps per name), as global means under data parallelism."""
-        return {k: v.tolist() for k, v in values.items()}
+from align_lens.training.replica import Replica
 
 
 class _SumOverProcesses(torch.autograd.Function):
@@ -153,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--unlabelled", default=None, help="unlabelled store, streamed for reconstruction and silence")
     ap.add_argument("--out", required=True, help="folder for the aligned SAE (written by rank 0)")
     ap.add_argument(
-        "--config", default="{}", help='AlignConfig fields as JSON, e.g. \'{"steps": 500, "batch_size": 1024}\''
+        "--config",
+        default="{}",
+        help='AlignConfig fields as JSON (blocks nested), e.g. \'{"steps": 500, "optimiser": {"lr": 3e-3}}\'',
     )
     ap.add_argument("--device", default="auto", help="auto: cuda:LOCAL_RANK when CUDA is available, else cpu")
     args = ap.parse_args(argv)
@@ -164,10 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         import align_lens  # noqa: F401  (registers the "aligned" architecture)
         from align_lens.activations.store import ActivationStore
         from align_lens.ontology import Ontology
-        from align_lens.training.stage2 import AlignConfig, align
+        from align_lens.training.config import AlignConfig, config_from_dict
+        from align_lens.training.stage2 import align
 
         parallel = DataParallel(device)
-        config = AlignConfig(**json.loads(args.config) | {"device": device, "progress": parallel.writer})
+        config = config_from_dict(AlignConfig, json.loads(args.config))
+        config = replace(config, runtime=replace(config.runtime, device=device, progress=parallel.writer))
         aligned = align(
             SAE.load_from_disk(args.sae, device=device),
             Ontology.load(args.ontology),

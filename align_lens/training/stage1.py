@@ -7,7 +7,6 @@ import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Literal
 from unittest import mock
 
 import torch
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from align_lens.activations.store import ActivationStore
 from align_lens.training import checkpoint, data, validation
+from align_lens.training.config import Stage1Config
 
 
 def _batches(source: data.Rows, batch_size: int, seed: int, device: str, skip: int = 0) -> Iterator[Tensor]:
@@ -99,103 +99,62 @@ def _fvu(sae, x: Tensor) -> float:
     return float((sae.decode(sae.encode(x)) - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
 
 
-def pretrain_sae(
-    activations: Float[Tensor, "n d_in"] | ActivationStore,
-    d_sae: int,
-    architecture: Literal["topk", "standard", "jumprelu"] = "topk",
-    k: int = 16,
-    sparsity_coefficient: float | None = None,
-    steps: int = 2000,
-    batch_size: int = 1024,
-    lr: float = 1e-3,
-    aux_loss_coefficient: float = 1.0,
-    dead_feature_window: int = 1000,
-    init_b_dec: Literal["zeros", "mean"] = "zeros",
-    hook_name: str | None = None,
-    model_name: str | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    checkpoint_dir: str | Path | None = None,
-    n_checkpoints: int = 0,
-    progress: bool = True,
-) -> SAE:
-    """Train a `d_sae`-latent SAE on `activations` with `sae_lens.SAETrainer`; returns the inference SAE.
+def pretrain_sae(activations: Float[Tensor, "n d_in"] | ActivationStore, config: Stage1Config) -> SAE:
+    """Train a `config.d_sae`-latent SAE on `activations` with `sae_lens.SAETrainer`; returns the inference SAE.
 
-    TopK: `aux_loss_coefficient` weighs SAELens' aux-k loss, which makes latents silent for more than
-    `dead_feature_window` steps reconstruct the residual (keep the window well below `steps`, or it never acts).
-    `init_b_dec="mean"` starts the decoder bias at the activations' mean (zeros: SAELens' default).
-    With `checkpoint_dir` and `n_checkpoints > 0`, an interrupted run resumes from its latest checkpoint.
-    `progress=False` hides SAELens' progress bar.
-    `activations` may be an `ActivationStore`: its rows are then streamed batch by batch.
+    `activations` may be an `ActivationStore`: its rows are then streamed batch by batch. Every setting is in
+    `config` (see `Stage1Config`); the same config and activations give the same weights.
     """
+    validation.check_stage1_config(config)
+    with config.runtime.threads_applied():
+        return _pretrain(activations, config)
+
+
+def _pretrain(activations: Float[Tensor, "n d_in"] | ActivationStore, config: Stage1Config) -> SAE:
+    c, device, seed = config, config.runtime.device, config.runtime.seed
     source = data.as_rows(activations, device=device)
-    validation.choice("architecture", architecture, ("topk", "standard", "jumprelu"))
-    validation.integer("d_sae", d_sae, 1)
-    if architecture == "topk":
-        validation.integer("k", k, 1, "k is the number of active latents")
-        if k > d_sae:
-            raise ValueError(f"k={k} is larger than d_sae={d_sae}; a TopK SAE keeps k of its d_sae latents.")
-    validation.integer("steps", steps, 1)
-    validation.integer("batch_size", batch_size, 1)
-    validation.integer("n_checkpoints", n_checkpoints, 0)
-    validation.learning_rate("lr", lr)
-    if sparsity_coefficient is not None:
-        validation.number("sparsity_coefficient", sparsity_coefficient)
     data.check_rows(source, "activations")
-    if len(source) < batch_size:
-        raise ValueError(f"only {len(source)} activations for batch_size={batch_size}; lower batch_size.")
+    if len(source) < c.batch_size:
+        raise ValueError(f"only {len(source)} activations for batch_size={c.batch_size}; lower batch_size.")
     torch.manual_seed(seed)
-    sae = _training_sae(architecture, source.d_in, d_sae, k, sparsity_coefficient, device, aux_loss_coefficient)
-    if init_b_dec == "mean":
+    sae = _training_sae(
+        c.architecture, source.d_in, c.d_sae, c.k, c.sparsity_coefficient, device, c.aux_loss_coefficient
+    )
+    if c.init_b_dec == "mean":
         with torch.no_grad():
             sae.b_dec.copy_(data.column_mean(source).to(sae.b_dec))
-    elif init_b_dec != "zeros":
-        raise ValueError(f"init_b_dec must be 'zeros' or 'mean', got {init_b_dec!r}")
-    sae.cfg.metadata.hook_name = hook_name
-    sae.cfg.metadata.model_name = model_name
+    sae.cfg.metadata.hook_name = c.hook_name
+    sae.cfg.metadata.model_name = c.model_name
+    warm_up = min(100, c.steps // 10)
     cfg = SAETrainerConfig(
-        total_training_samples=steps * batch_size,
-        train_batch_size_samples=batch_size,
-        lr=lr,
-        lr_end=lr / 10,
+        total_training_samples=c.steps * c.batch_size,
+        train_batch_size_samples=c.batch_size,
+        lr=c.lr,
+        lr_end=c.lr / 10,
         lr_scheduler_name="cosineannealing",
-        lr_warm_up_steps=min(100, steps // 10),
-        lr_decay_steps=steps - min(100, steps // 10),
+        lr_warm_up_steps=warm_up,
+        lr_decay_steps=c.steps - warm_up,
         device=device,
-        dead_feature_window=dead_feature_window,
-        n_checkpoints=n_checkpoints if checkpoint_dir else 0,
-        checkpoint_path=str(checkpoint_dir) if checkpoint_dir else None,
+        dead_feature_window=c.dead_feature_window,
+        n_checkpoints=c.n_checkpoints if c.checkpoint_dir else 0,
+        checkpoint_path=str(c.checkpoint_dir) if c.checkpoint_dir else None,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    fingerprint = {
-        "architecture": architecture,
-        "d_in": source.d_in,
-        "d_sae": d_sae,
-        "k": k if architecture == "topk" else None,
-        "activations": data.source_hash(source),
-        "settings": dict(
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            sparsity_coefficient=sparsity_coefficient,
-            aux_loss_coefficient=aux_loss_coefficient,
-            dead_feature_window=dead_feature_window,
-            init_b_dec=init_b_dec,
-        ),
-    }
-    resume = _check_resume(Path(checkpoint_dir), fingerprint) if checkpoint_dir else None
+    # the metadata names (and k, but for TopK) do not change the weights; resuming under other ones is fine
+    exclude = checkpoint.RUNTIME_ONLY | {"hook_name", "model_name"} | ({"k"} if c.architecture != "topk" else set())
+    fingerprint = checkpoint.fingerprint(c, exclude, d_in=source.d_in, activations=data.source_hash(source))
+    resume = _check_resume(Path(c.checkpoint_dir), fingerprint) if c.checkpoint_dir else None
     if resume is not None:
         sae.load_weights_from_checkpoint(resume)
     trainer = SAETrainer(cfg=cfg, sae=sae, data_provider=iter(()))
     if resume is not None:
         trainer.load_trainer_state(resume)
         # SAELens saves before counting the step it just took; the sample count is exact
-        trainer.n_training_steps = trainer.n_training_samples // batch_size
+        trainer.n_training_steps = trainer.n_training_samples // c.batch_size
     sample = data.rows_of(source, torch.arange(min(4096, len(source))), device, torch.float32)
     fvu_start = _fvu(sae, sample)
-    trainer.data_provider = _batches(source, batch_size, seed, device, skip=trainer.n_training_steps)
-    with mock.patch.object(sae_trainer, "tqdm", partial(tqdm, disable=not progress)):
+    trainer.data_provider = _batches(source, c.batch_size, seed, device, skip=trainer.n_training_steps)
+    with mock.patch.object(sae_trainer, "tqdm", partial(tqdm, disable=not config.runtime.progress)):
         trainer.fit()
     validation.check_trained(sae, trainer.n_training_steps, fvu_start, _fvu(sae, sample), "Stage 1 (pretrain_sae)")
     with tempfile.TemporaryDirectory() as tmp:

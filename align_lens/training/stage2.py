@@ -1,7 +1,13 @@
-"""Stage 2 of AlignSAE: post-train a pretrained SAE so each ontology concept owns one latent."""
+"""Stage 2 of AlignSAE: post-train a pretrained SAE so each ontology concept owns one latent.
+
+`Stage2Trainer` holds one run: its constructor sets everything up (data, slots, value heads, interchange term,
+optimiser, resume), `step` takes one optimiser step, `epoch` one pass over the labelled rows (then the early-stop
+test and the checkpoint), `finalise` checks and annotates the result. `align` runs it to the end.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict
@@ -10,7 +16,7 @@ from pathlib import Path
 import torch
 from jaxtyping import Float, Int
 from sae_lens import SAE
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from align_lens.activations.gather import gather_activations
@@ -19,12 +25,17 @@ from align_lens.adapter import answer_str_tokens
 from align_lens.ontology import Ontology
 from align_lens.saes.aligned import AlignedSAE, aligned_from_sae
 from align_lens.training import checkpoint, data, losses, validation
-from align_lens.training.config import LOG_EVERY, AlignConfig, AlignHistory, PendingTerms
-from align_lens.training.distributed import Replica
+from align_lens.training.config import AlignConfig
+from align_lens.training.history import AlignHistory
+from align_lens.training.objective import Stage2Objective
+from align_lens.training.pending import LOG_EVERY, PendingTerms
+from align_lens.training.replica import Replica
 from align_lens.training.schedule import warmup_cosine
+from align_lens.training.slots import freeze_pretrained, init_concept_slots
+
+CHECKPOINT = "align_checkpoint.pt"
 
 
-# ---- data -----------------------------------------------------------------------------------
 def _answer_targets(ontology: Ontology, model) -> tuple[Int[Tensor, " n"], list[str]]:
     """Index of each train example's answer first token (by the model's tokenizer when given)."""
     firsts = []
@@ -40,147 +51,282 @@ def _answer_targets(ontology: Ontology, model) -> tuple[Int[Tensor, " n"], list[
     return torch.tensor([lookup.get(a, -1) if a is not None else -1 for a in firsts]), vocab
 
 
-# ---- initialisation ------------------------------------------------------------------------
-@torch.no_grad()
-def init_concept_slots(aligned: AlignedSAE, acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], how: str) -> None:
-    """Point each slot at its concept.
-
-    "lda" (default): encoder direction Σ⁻¹(μ_c − μ̄) with Σ the pooled within-concept covariance
-    (ridge 1e-3·tr Σ/d); "diffmean": direction μ_c − μ̄. Either way the column is scaled so the
-    concept's own examples read ≈1 and the others ≈-1 before the ReLU, and the decoder row is
-    μ_c − μ̄ (what the concept adds on average). "random": small random slots.
-    """
-    nf, nc, d = aligned.cfg.n_free, aligned.cfg.n_concepts, aligned.cfg.d_in
-    if how == "random":
-        aligned.W_enc[:, nf:] = torch.randn_like(aligned.W_enc[:, nf:]) * d**-0.5
-        aligned.W_dec[nf:] = torch.randn_like(aligned.W_dec[nf:]) * 0.01
-        return
-    if how not in ("lda", "diffmean"):
-        raise ValueError(f"init must be 'lda', 'diffmean' or 'random', got {how!r}")
-    sae_in = acts - aligned.b_dec * aligned.cfg.apply_b_dec_to_input
-    means = torch.stack([acts[labels == c].mean(0) for c in range(nc)])
-    diffs = means - means.mean(0)
-    directions = diffs
-    if how == "lda":
-        centred = (acts - means[labels]).double()
-        cov = centred.T @ centred / len(acts)
-        cov += torch.eye(d, dtype=cov.dtype, device=cov.device) * (1e-3 * cov.trace() / d).clamp_min(1e-8)
-        directions = torch.linalg.solve(cov, diffs.double().T).T.to(acts.dtype)
-    for c in range(nc):
-        u = directions[c] / directions[c].norm().clamp_min(1e-8)
-        p = sae_in @ u
-        on, off = p[labels == c].mean(), p[labels != c].mean()
-        gap = (on - off).clamp_min(1e-6)
-        aligned.W_enc[:, nf + c] = 2 * u / gap
-        aligned.b_enc[nf + c] = -(on + off) / gap
-        aligned.W_dec[nf + c] = diffs[c]
-
-
 def _sparsity_weight(sae: SAE, config: AlignConfig) -> float:
-    if config.sparsity_weight is not None:
-        return config.sparsity_weight
+    if config.weights.sparsity is not None:
+        return config.weights.sparsity
     details = (sae.cfg.metadata.training_architecture_details or {}) if sae.cfg.metadata else {}
     own = getattr(sae.cfg, "l1_coefficient", None) or getattr(sae.cfg, "l0_coefficient", None)
     return float(own or details.get("l1_coefficient") or details.get("l0_coefficient") or 1.0)
 
 
-def _freeze_pretrained(aligned: AlignedSAE) -> list:
-    """Keep the free dictionary fixed: mask the gradients of its encoder columns and decoder rows.
-    Returns the hook handles to remove after training."""
-    nf = aligned.cfg.n_free
-    col = torch.zeros(aligned.cfg.d_sae, dtype=aligned.dtype, device=aligned.device)
-    col[nf:] = 1
-    aligned.b_dec.requires_grad_(False)
-    if aligned.cfg.base_architecture == "jumprelu":
-        aligned.threshold.requires_grad_(False)
-    return [
-        aligned.W_enc.register_hook(lambda g: g * col),
-        aligned.b_enc.register_hook(lambda g: g * col),
-        aligned.W_dec.register_hook(lambda g: g * col[:, None]),
-    ]
-
-
 def _schedule(config: AlignConfig, total: int) -> Callable[[int], float]:
-    return lambda step: warmup_cosine(step, total, config.warmup_steps, 0.1, config.lr_schedule == "cosine")
+    opt = config.optimiser
+    return lambda step: warmup_cosine(step, total, opt.warmup_steps, 0.1, opt.lr_schedule == "cosine")
 
 
-# ---- checkpoints ----------------------------------------------------------------------------
-CHECKPOINT = "align_checkpoint.pt"
+class Stage2Trainer:
+    """One Stage-2 run of `align` (same arguments), taken apart: construct (setup), `step`, `epoch`, `finalise`."""
 
+    def __init__(
+        self,
+        sae: SAE,
+        ontology: Ontology,
+        model=None,
+        activations: Float[Tensor, "n d_in"] | ActivationStore | None = None,
+        labels: Int[Tensor, " n"] | None = None,
+        unlabelled: Float[Tensor, "m d_in"] | ActivationStore | None = None,
+        config: AlignConfig | None = None,
+        parallel: Replica | None = None,
+    ):
+        config = config or AlignConfig()
+        validation.check_align_config(config)
+        if not ontology.select("train"):
+            raise ValueError("the ontology has no training examples; add examples with split='train'.")
+        self.sae, self.ontology, self.config = sae, ontology, config
+        self.replica = parallel or Replica()
+        self._data(model, activations, labels, unlabelled)
+        device, seed = config.runtime.device, config.runtime.seed
+        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.aligned = aligned_from_sae(sae, ontology.names, device=device).to(dtype=self.acts.dtype)
+        self.aligned.cfg.metadata.hook_name = self.hook
+        init_concept_slots(self.aligned, self.acts, self.labels, config.init)
+        self.frozen = [] if config.train_free else freeze_pretrained(self.aligned)
+        self._value_heads(model)
+        self._interchange(model)
+        self._optimiser()
+        self.history, self.pending, self.epoch_losses = AlignHistory(), PendingTerms(), []
+        self.n_steps, self.best, self.stale = 0, math.inf, 0
+        self._resume()
 
-def _settings(config: AlignConfig) -> dict:
-    return {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_dir", "compile")}
+    # ---- setup ------------------------------------------------------------------------------------
+    def _data(self, model, activations, labels, unlabelled) -> None:
+        """The labelled rows (`source`, read whole into `acts`), their `labels`, the unlabelled rows (`extra`)."""
+        config = self.config
+        self.hook = validation.check_hook(config, self.sae.cfg.metadata.hook_name if self.sae.cfg.metadata else None)
+        if activations is None:
+            if model is None:
+                raise ValueError("give either model= (to gather activations) or activations=.")
+            if self.hook is None:
+                raise ValueError("the SAE has no cfg.metadata.hook_name; pass AlignConfig(hook_name=...).")
+            prompts = self.ontology.prompts("train")
+            activations = gather_activations(
+                model, prompts, self.hook, config.position, config.gather_batch_size, config.runtime.progress
+            )
+        device, d_in = config.runtime.device, self.sae.cfg.d_in
+        self.dtype = validation.dtype(config.dtype)
+        self.source = data.as_rows(activations, d_in, "activations", device, self.dtype)
+        n, n_concepts = len(self.source), self.ontology.n_concepts
+        labels = validation.check_labels(data.labels_for(self.source, self.ontology, labels), n, n_concepts)
+        data.check_rows(self.source, "activations")
+        self.acts = self.source.read_all().to(device, self.dtype)  # slot init and the final statistics read them all
+        self.labels = labels.to(device)
+        self.extra = None
+        if unlabelled is not None:  # streamed: only each batch's rows are read
+            self.extra = data.as_rows(unlabelled, d_in, "unlabelled activations", device, self.dtype)
+            data.check_rows(self.extra, "unlabelled activations")
 
+    def _value_heads(self, model) -> None:
+        self.heads, self.answers = None, None
+        if self.config.weights.value > 0:
+            answers, vocab = _answer_targets(self.ontology, model)
+            if not vocab:
+                raise ValueError("weights.value > 0 needs examples with answers; set it to 0 or add answers.")
+            n_concepts, d_in, device = self.ontology.n_concepts, self.sae.cfg.d_in, self.config.runtime.device
+            self.heads = losses.ValueHeads(n_concepts, d_in, len(vocab)).to(device, self.acts.dtype)
+            self.answers = answers.to(device)
 
-def _fingerprint(config: AlignConfig, sae: SAE, ontology: Ontology) -> dict:
-    """What a checkpoint is valid for: the Stage-1 SAE, the ontology and the settings."""
-    return {"sae": checkpoint.sae_fingerprint(sae), "ontology": ontology.fingerprint(), "settings": _settings(config)}
+    def _interchange(self, model) -> None:
+        self.inter = None
+        if self.config.weights.interchange > 0:
+            if model is None:
+                raise ValueError("weights.interchange > 0 runs the model with slot edits; pass model= to align.")
+            if self.hook is None:
+                raise ValueError("the SAE has no cfg.metadata.hook_name; pass AlignConfig(hook_name=...).")
+            from align_lens.training.interchange import InterchangeObjective
 
+            train_ex, names = self.ontology.select("train"), self.ontology.names
+            batch, seed = self.config.interchange_batch_size, self.config.runtime.seed
+            self.inter = InterchangeObjective(model, self.hook, train_ex, names, batch, seed)
 
-def _save_checkpoint(path: Path, fingerprint: dict, modules: dict, gen, history, step: int, best: float, stale: int):
-    """Everything needed to continue after this epoch, written atomically."""
-    state = {name: m.state_dict() for name, m in modules.items()}
-    state |= {
-        "fingerprint": fingerprint,
-        "generator": gen.get_state(),
-        "history": history.steps,
-        "step": step,
-        "best": best,
-        "stale": stale,
-    }
-    checkpoint.save(path, state)
+    def _optimiser(self) -> None:
+        config, n = self.config, len(self.acts)
+        self.params = [p for p in self.aligned.parameters() if p.requires_grad]
+        self.params += list(self.heads.parameters()) if self.heads is not None else []
+        opt = config.optimiser
+        self.opt = torch.optim.AdamW(self.params, lr=opt.lr, weight_decay=opt.weight_decay)
+        per_epoch = math.ceil(n / config.batch_size) - (n % config.batch_size == 1)  # 1-row batches are skipped
+        self.total = config.steps or config.epochs * per_epoch
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(config, self.total))
+        w = config.weights
+        self.weights = {
+            "reconstruction": w.reconstruction,
+            "sparsity": _sparsity_weight(self.sae, config),
+            "binding": w.binding,
+            "decorrelation": w.decorrelation,
+            "value": w.value,
+            "silence": w.silence if self.extra is not None else 0.0,
+        } | ({"interchange": w.interchange} if self.inter is not None else {})
+        # The base SAE's own objective (sum-of-squares MSE + its sparsity) is divided by the activation
+        # variance, so it keeps its internal balance while the supervised terms get scale-free weights.
+        variance = data.total_variance(self.extra if self.extra is not None else self.source)
+        objective = Stage2Objective(
+            self.aligned,
+            self.heads,
+            binding=config.binding,
+            variance=variance,
+            decorrelation=self.replica.decorrelation,
+        )
+        self.objective = self.replica.wrap(objective)
+        if config.compile:  # fuses the loss's small kernels (H100: 0.96× a plain SAELens step at 16k latents vs 1.15×)
+            self.objective = torch.compile(self.objective)
 
+    # ---- checkpoints --------------------------------------------------------------------------------
+    @property
+    def _modules(self) -> dict:
+        heads = {"heads": self.heads} if self.heads is not None else {}
+        return {"sae": self.aligned, "opt": self.opt, "sched": self.sched} | heads
 
-def _resume(path: Path, fingerprint: dict, modules: dict, gen, history) -> tuple[int, float, int]:
-    state = checkpoint.load(path)
-    checkpoint.check_fingerprint(state.get("fingerprint", {}), fingerprint, path)
-    for name, m in modules.items():
-        m.load_state_dict(state[name])
-    gen.set_state(state["generator"])
-    history.steps = state["history"]
-    return state["step"], state["best"], state["stale"]
+    def _resume(self) -> None:
+        """Continue from the checkpoint in `config.checkpoint_dir`, if there is one for this very run."""
+        dir_ = self.config.checkpoint_dir
+        self.checkpoint = Path(dir_) / CHECKPOINT if dir_ else None
+        self.fingerprint: dict = {}
+        if self.checkpoint is None:
+            return
+        sae_print = checkpoint.sae_fingerprint(self.sae)
+        self.fingerprint = checkpoint.fingerprint(self.config, sae=sae_print, ontology=self.ontology.fingerprint())
+        if not self.checkpoint.exists():
+            return
+        state = checkpoint.load(self.checkpoint)
+        checkpoint.check_fingerprint(state.get("fingerprint", {}), self.fingerprint, self.checkpoint)
+        for name, m in self._modules.items():
+            m.load_state_dict(state[name])
+        self.gen.set_state(state["generator"])
+        self.history.steps = state["history"]
+        self.n_steps, self.best, self.stale = state["step"], state["best"], state["stale"]
+        self.history.stopped_early = self.config.patience is not None and self.stale >= self.config.patience
 
+    def save_checkpoint(self, path: Path) -> None:
+        """Everything needed to continue after this epoch, written atomically to `path`."""
+        state = {name: m.state_dict() for name, m in self._modules.items()}
+        state |= {
+            "fingerprint": self.fingerprint,
+            "generator": self.gen.get_state(),
+            "history": self.history.steps,
+            "step": self.n_steps,
+            "best": self.best,
+            "stale": self.stale,
+        }
+        checkpoint.save(path, state)
 
-# ---- Stage 2 --------------------------------------------------------------------------------
-def stage2_terms(
-    aligned: AlignedSAE,
-    x: Float[Tensor, "b d_in"],
-    labels: Int[Tensor, " n"],
-    binding: str = "ce",
-    variance: float = 1.0,
-    heads: losses.ValueHeads | None = None,
-    answers: Int[Tensor, " n"] | None = None,
-    decorrelation: Callable[[Tensor, Tensor], Tensor] = losses.decorrelation_loss,
-) -> dict[str, Tensor]:
-    """Unweighted loss terms for one batch: the first len(labels) rows of `x` are labelled,
-    the rest unlabelled."""
-    n, nf = len(labels), aligned.cfg.n_free
-    z, pre = aligned.encode_with_hidden_pre(x)
-    x_hat = aligned.decode(z)
-    # Split each [batch, d_sae] tensor once and slice only the small parts: in backward, every slice of a
-    # big tensor costs a zero-filled buffer of its full size (profiled: ~12 % of a step at 16k latents).
-    z_free, z_slots = z.split([nf, z.shape[-1] - nf], dim=-1)
-    pre_slots = pre[:, nf:]
-    zero = x.new_zeros(())
-    return {
-        "reconstruction": losses.reconstruction_loss(x, x_hat) / variance,
-        "sparsity": aligned.free_sparsity_loss(z, pre) / variance,
-        "binding": losses.binding_loss(pre_slots[:n], labels, binding),
-        "decorrelation": decorrelation(z_slots[:n].detach(), z_free[:n]),
-        "value": heads.loss(x_hat[:n], labels, answers) if heads is not None and answers is not None else zero,
-        "silence": losses.silence_loss(z_slots[n:]) if len(x) > n else zero,
-    }
+    # ---- training -----------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.n_steps >= self.total or self.history.stopped_early
 
+    def step(self, idx: Int[Tensor, " b"]) -> None:
+        """One optimiser step on the labelled rows `idx` (the global batch), plus unlabelled rows if any."""
+        config, device, replica = self.config, self.config.runtime.device, self.replica
+        idx = replica.local(idx)  # this process's share of the global batch
+        x, y = data.rows_of(self.source, idx, device, self.dtype), self.labels[idx]
+        if self.extra is not None:
+            pick = replica.local(torch.randint(len(self.extra), (config.unlabelled_batch_size,), generator=self.gen))
+            x = torch.cat([x, data.rows_of(self.extra, pick, device, self.dtype)])
+        ans = self.answers[idx] if self.heads is not None and self.answers is not None else None
+        terms = self.objective(x, y, ans)
+        terms = replica.rescale(terms, len(y), len(x), int((ans >= 0).sum()) if ans is not None else 0)
+        if self.inter is not None:
+            terms["interchange"] = self.inter(self.aligned)
+        loss = torch.stack([self.weights[k] * v for k, v in terms.items()]).sum()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.pending.add(self.n_steps, terms | {"total": loss})  # read back every LOG_EVERY steps, not every step
+        self.n_steps += 1
+        if self.n_steps % LOG_EVERY == 0:
+            self._log()
 
-class Stage2Objective(nn.Module):
-    """`stage2_terms` as a module: what DistributedDataParallel wraps under data parallelism."""
+    def epoch(self, bar=None) -> None:
+        """One pass over the labelled rows in a fresh order (up to the step budget), then the early-stop test and
+        the checkpoint. `bar`: a tqdm bar to advance."""
+        order = torch.randperm(len(self.acts), generator=self.gen).to(self.config.runtime.device)
+        for idx in order.split(self.config.batch_size):
+            if self.n_steps >= self.total:
+                break
+            if len(idx) < 2:
+                continue
+            self.step(idx)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(self.postfix, refresh=False)
+        self._log()  # raises on a non-finite loss
+        mean = sum(self.epoch_losses) / max(1, len(self.epoch_losses))
+        self.epoch_losses = []
+        if mean < self.best * (1 - 1e-3):
+            self.best, self.stale = mean, 0
+        else:
+            self.stale += 1
+        if self.checkpoint is not None and self.replica.writer:
+            self.save_checkpoint(self.checkpoint)
+        if self.config.patience is not None and self.stale >= self.config.patience:
+            self.history.stopped_early = True
 
-    def __init__(self, aligned: AlignedSAE, heads: losses.ValueHeads | None, **settings):
-        super().__init__()
-        self.aligned, self.heads, self.settings = aligned, heads, settings
+    def _log(self) -> None:
+        records = self.pending.flush(self.replica.record)
+        self.history.steps.extend(records)
+        self.epoch_losses.extend(r["total"] for r in records)
 
-    def forward(self, x: Tensor, labels: Tensor, answers: Tensor | None = None) -> dict[str, Tensor]:
-        return stage2_terms(self.aligned, x, labels, heads=self.heads, answers=answers, **self.settings)
+    @property
+    def postfix(self) -> dict[str, str]:
+        """The latest logged loss terms, for a progress bar."""
+        if not self.history.steps:
+            return {}
+        last = self.history.steps[-1]
+        return {
+            "total": f"{last['total']:.3g}",
+            "bind": f"{last['binding']:.3g}",
+            "rec": f"{last['reconstruction']:.3g}",
+        }
+
+    def run(self) -> AlignedSAE:
+        """Train to the step budget or early stop, then `finalise`."""
+        bar = tqdm(
+            total=self.total, initial=self.n_steps, desc="align (stage 2)", disable=not self.config.runtime.progress
+        )
+        self.aligned.train()
+        while not self.done:
+            self.epoch(bar)
+        bar.close()
+        return self.finalise()
+
+    @torch.no_grad()
+    def finalise(self) -> AlignedSAE:
+        """Check that it trained; record each slot's typical on-value, the settings, the training binding
+        accuracy and what it was aligned on. Returns the aligned SAE with `.history`."""
+        aligned, labels, n_concepts = self.aligned, self.labels, self.ontology.n_concepts
+        for handle in self.frozen:
+            handle.remove()
+        fvu = self.history.series("reconstruction")
+        end = sum(fvu[-10:]) / max(1, len(fvu[-10:]))
+        validation.check_trained(aligned, len(fvu), fvu[0] if fvu else 0.0, end, "Stage 2")
+        aligned.requires_grad_(True)
+        aligned.eval()
+        z = torch.cat([aligned.concept_acts(chunk) for chunk in self.acts.split(4096)])
+        aligned.cfg.concept_scales = [float(z[labels == c, c].mean()) for c in range(n_concepts)]
+        settings = json.loads(json.dumps(asdict(self.config), default=str))
+        aligned.cfg.align_config = settings | {"weights_used": self.weights}
+        aligned.cfg.metrics = aligned.cfg.metrics | {
+            "binding_accuracy_train": float((z.argmax(-1) == labels).float().mean()),
+            "base_architecture": aligned.cfg.base_architecture,
+            "base_d_sae": self.sae.cfg.d_sae,
+        }
+        aligned.cfg.concept_counts = torch.bincount(labels.cpu(), minlength=n_concepts).tolist()
+        aligned.cfg.ontology_hash = self.ontology.fingerprint()
+        aligned.history = self.history  # pyright: ignore[reportArgumentType]  (Module.__setattr__ is typed for tensors)
+        return aligned
 
 
 def align(
@@ -204,164 +350,6 @@ def align(
     `.history`; `sae` is not modified.
     """
     config = config or AlignConfig()
-    validation.check_align_config(config)
-    if not ontology.select("train"):
-        raise ValueError("the ontology has no training examples; add examples with split='train'.")
-    hook = validation.check_hook(config, sae.cfg.metadata.hook_name if sae.cfg.metadata else None)
-    if activations is None:
-        if model is None:
-            raise ValueError("give either model= (to gather activations) or activations=.")
-        if hook is None:
-            raise ValueError("the SAE has no cfg.metadata.hook_name; pass AlignConfig(hook_name=...).")
-        activations = gather_activations(
-            model, ontology.prompts("train"), hook, config.position, config.gather_batch_size, config.progress
-        )
-    d_in, dtype = sae.cfg.d_in, validation.dtype(config.dtype)
-    source = data.as_rows(activations, d_in, "activations", config.device, dtype)
-    labels = validation.check_labels(data.labels_for(source, ontology, labels), len(source), ontology.n_concepts)
-    data.check_rows(source, "activations")
-    acts = source.read_all().to(config.device, dtype)  # slot init and the final statistics read every labelled row
-    labels = labels.to(config.device)
-    extra = None
-    if unlabelled is not None:  # streamed: only each batch's rows are read
-        extra = data.as_rows(unlabelled, d_in, "unlabelled activations", config.device, dtype)
-        data.check_rows(extra, "unlabelled activations")
-    replica = parallel or Replica()
-
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    aligned = aligned_from_sae(sae, ontology.names, device=config.device).to(dtype=acts.dtype)
-    aligned.cfg.metadata.hook_name = hook
-    init_concept_slots(aligned, acts, labels, config.init)
-    frozen = [] if config.train_free else _freeze_pretrained(aligned)
-
-    heads, answers = None, None
-    if config.value_weight > 0:
-        answers, vocab = _answer_targets(ontology, model)
-        if not vocab:
-            raise ValueError("value_weight > 0 needs examples with answers; set value_weight=0 or add answers.")
-        heads = losses.ValueHeads(ontology.n_concepts, d_in, len(vocab)).to(config.device, acts.dtype)
-        answers = answers.to(config.device)
-
-    inter = None
-    if config.interchange_weight > 0:
-        if model is None:
-            raise ValueError("interchange_weight > 0 runs the model with slot edits; pass model= to align.")
-        if hook is None:
-            raise ValueError("the SAE has no cfg.metadata.hook_name; pass AlignConfig(hook_name=...).")
-        from align_lens.training.interchange import InterchangeObjective
-
-        train_ex = ontology.select("train")
-        inter = InterchangeObjective(model, hook, train_ex, ontology.names, config.interchange_batch_size, config.seed)
-
-    params = [p for p in aligned.parameters() if p.requires_grad]
-    params += list(heads.parameters()) if heads is not None else []
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    per_epoch = math.ceil(len(acts) / config.batch_size) - (len(acts) % config.batch_size == 1)  # 1-row batches skipped
-    total = config.steps or config.epochs * per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(config, total))
-    weights = {
-        "reconstruction": config.reconstruction_weight,
-        "sparsity": _sparsity_weight(sae, config),
-        "binding": config.binding_weight,
-        "decorrelation": config.decorrelation_weight,
-        "value": config.value_weight,
-        "silence": config.silence_weight if extra is not None else 0.0,
-    } | ({"interchange": config.interchange_weight} if inter is not None else {})
-    # The base SAE's own objective (sum-of-squares MSE + its sparsity) is divided by the activation
-    # variance, so it keeps its internal balance while the supervised terms get scale-free weights.
-    variance = data.total_variance(extra if extra is not None else source)
-    objective = replica.wrap(
-        Stage2Objective(aligned, heads, binding=config.binding, variance=variance, decorrelation=replica.decorrelation)
-    )
-    if config.compile:  # fuses the loss's small kernels (H100: 0.96× a plain SAELens step at 16k latents vs 1.15×)
-        objective = torch.compile(objective)
-    history, pending = AlignHistory(), PendingTerms()
-    best, stale, epoch_losses, step = math.inf, 0, [], 0
-    modules = {"sae": aligned, "opt": opt, "sched": sched} | ({"heads": heads} if heads is not None else {})
-    ckpt = Path(config.checkpoint_dir) / CHECKPOINT if config.checkpoint_dir else None
-    fingerprint = _fingerprint(config, sae, ontology) if ckpt is not None else {}
-    if ckpt is not None and ckpt.exists():
-        step, best, stale = _resume(ckpt, fingerprint, modules, gen, history)
-        history.stopped_early = config.patience is not None and stale >= config.patience
-    bar = tqdm(total=total, initial=step, desc="align (stage 2)", disable=not config.progress)
-    aligned.train()
-    while step < total and not history.stopped_early:
-        order = torch.randperm(len(acts), generator=gen).to(config.device)
-        for idx in order.split(config.batch_size):
-            if step >= total:
-                break
-            if len(idx) < 2:
-                continue
-            idx = replica.local(idx)  # this process's share of the global batch
-            x, y = data.rows_of(source, idx, config.device, dtype), labels[idx]
-            if extra is not None:
-                pick = replica.local(torch.randint(len(extra), (config.unlabelled_batch_size,), generator=gen))
-                x = torch.cat([x, data.rows_of(extra, pick, config.device, dtype)])
-            ans = answers[idx] if heads is not None and answers is not None else None
-            terms = objective(x, y, ans)
-            terms = replica.rescale(terms, len(y), len(x), int((ans >= 0).sum()) if ans is not None else 0)
-            if inter is not None:
-                terms["interchange"] = inter(aligned)
-            loss = torch.stack([weights[k] * v for k, v in terms.items()]).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            pending.add(step, terms | {"total": loss})  # read back every LOG_EVERY steps, not every step
-            step += 1
-            bar.update()
-            if step % LOG_EVERY == 0:
-                _log(pending.flush(replica.record), history, epoch_losses, bar)
-        _log(pending.flush(replica.record), history, epoch_losses, bar)  # raises on a non-finite loss
-        mean = sum(epoch_losses) / max(1, len(epoch_losses))
-        epoch_losses = []
-        if mean < best * (1 - 1e-3):
-            best, stale = mean, 0
-        else:
-            stale += 1
-        if ckpt is not None and replica.writer:
-            _save_checkpoint(ckpt, fingerprint, modules, gen, history, step, best, stale)
-        if config.patience is not None and stale >= config.patience:
-            history.stopped_early = True
-            break
-    bar.close()
-    for handle in frozen:
-        handle.remove()
-    fvu = history.series("reconstruction")
-    end = sum(fvu[-10:]) / max(1, len(fvu[-10:]))
-    validation.check_trained(aligned, len(fvu), fvu[0] if fvu else 0.0, end, "Stage 2")
-    aligned.requires_grad_(True)
-    aligned.eval()
-    _finalise(aligned, acts, labels, config, sae, weights)
-    aligned.cfg.concept_counts = torch.bincount(labels.cpu(), minlength=ontology.n_concepts).tolist()
-    aligned.cfg.ontology_hash = ontology.fingerprint()
-    aligned.history = history  # pyright: ignore[reportArgumentType]  (Module.__setattr__ is typed for tensors)
-    return aligned
-
-
-def _log(records: list[dict[str, float]], history: AlignHistory, epoch_losses: list[float], bar) -> None:
-    history.steps.extend(records)
-    epoch_losses.extend(r["total"] for r in records)
-    if records:
-        last = records[-1]
-        bar.set_postfix(
-            total=f"{last['total']:.3g}", bind=f"{last['binding']:.3g}", rec=f"{last['reconstruction']:.3g}"
-        )
-
-
-@torch.no_grad()
-def _finalise(aligned: AlignedSAE, acts: Tensor, labels: Tensor, config: AlignConfig, sae: SAE, weights) -> None:
-    """Record each slot's typical on-value, the Stage-2 settings and the training binding accuracy."""
-    z = torch.cat([aligned.concept_acts(chunk) for chunk in acts.split(4096)])
-    scales = [float(z[labels == c, c].mean()) for c in range(aligned.cfg.n_concepts)]
-    aligned.cfg.concept_scales = scales
-    aligned.cfg.align_config = {
-        k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in asdict(config).items()
-    } | {"weights_used": weights}
-    aligned.cfg.metrics = aligned.cfg.metrics | {
-        "binding_accuracy_train": float((z.argmax(-1) == labels).float().mean()),
-        "base_architecture": aligned.cfg.base_architecture,
-        "base_d_sae": sae.cfg.d_sae,
-    }
+    validation.check_align_config(config)  # before its runtime applies
+    with config.runtime.threads_applied():
+        return Stage2Trainer(sae, ontology, model, activations, labels, unlabelled, config, parallel).run()

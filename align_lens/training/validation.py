@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from align_lens.training.config import AlignConfig, LossWeights, OptimiserConfig, Runtime, Stage1Config
+
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
@@ -46,27 +48,68 @@ def dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def check_align_config(config) -> None:
+def _config(config: Any, cls: type, example: str) -> None:
+    if not isinstance(config, cls):
+        raise TypeError(f"expected a {cls.__name__}, got {type(config).__name__}; pass e.g. {example}")
+
+
+def check_runtime(config: Any, owner: str) -> None:
+    _config(config.runtime, Runtime, f"{owner}(runtime=Runtime(device='cuda'))")
+    integer(f"{owner}.runtime.seed", config.runtime.seed, 0)
+    if config.runtime.threads is not None:
+        integer(f"{owner}.runtime.threads", config.runtime.threads, 1, "or None to leave torch's setting")
+
+
+def check_stage1_config(config: Any) -> None:
+    """Refuse Stage1Config settings under which Stage 1 would not train."""
+    _config(config, Stage1Config, "pretrain_sae(acts, Stage1Config(d_sae=4096, k=32))")
+    choice("Stage1Config.architecture", config.architecture, ("topk", "standard", "jumprelu"))
+    integer("Stage1Config.d_sae", config.d_sae, 1)
+    if config.architecture == "topk":
+        integer("Stage1Config.k", config.k, 1, "k is the number of active latents")
+        if config.k > config.d_sae:
+            raise ValueError(
+                f"k={config.k} is larger than d_sae={config.d_sae}; a TopK SAE keeps k of its d_sae latents."
+            )
+    integer("Stage1Config.steps", config.steps, 1)
+    integer("Stage1Config.batch_size", config.batch_size, 1)
+    integer("Stage1Config.n_checkpoints", config.n_checkpoints, 0)
+    integer("Stage1Config.dead_feature_window", config.dead_feature_window, 1)
+    learning_rate("Stage1Config.lr", config.lr)
+    number("Stage1Config.aux_loss_coefficient", config.aux_loss_coefficient)
+    if config.sparsity_coefficient is not None:
+        number("Stage1Config.sparsity_coefficient", config.sparsity_coefficient)
+    choice("Stage1Config.init_b_dec", config.init_b_dec, ("zeros", "mean"))
+    check_runtime(config, "Stage1Config")
+
+
+def check_align_config(config: Any) -> None:
     """Refuse AlignConfig settings under which Stage 2 would not train (or never stop)."""
+    _config(config, AlignConfig, "align(sae, ontology, config=AlignConfig(epochs=10))")
+    _config(config.weights, LossWeights, "AlignConfig(weights=LossWeights(binding=2.0))")
+    _config(config.optimiser, OptimiserConfig, "AlignConfig(optimiser=OptimiserConfig(lr=3e-3))")
     integer("AlignConfig.epochs", config.epochs, 1)
     if config.steps is not None:
         integer("AlignConfig.steps", config.steps, 1, "or None to use epochs")
     integer("AlignConfig.batch_size", config.batch_size, 2, "a step needs at least two labelled rows")
     integer("AlignConfig.unlabelled_batch_size", config.unlabelled_batch_size, 1)
     integer("AlignConfig.gather_batch_size", config.gather_batch_size, 1)
-    integer("AlignConfig.warmup_steps", config.warmup_steps, 0)
+    integer("AlignConfig.interchange_batch_size", config.interchange_batch_size, 1)
     if config.patience is not None:
         integer("AlignConfig.patience", config.patience, 1, "or None to never stop early")
-    learning_rate("AlignConfig.lr", config.lr)
-    number("AlignConfig.weight_decay", config.weight_decay)
-    for term in ("reconstruction", "binding", "decorrelation", "value", "silence"):
-        number(f"AlignConfig.{term}_weight", getattr(config, f"{term}_weight"))
-    if config.sparsity_weight is not None:
-        number("AlignConfig.sparsity_weight", config.sparsity_weight)
+    opt = config.optimiser
+    integer("AlignConfig.optimiser.warmup_steps", opt.warmup_steps, 0)
+    learning_rate("AlignConfig.optimiser.lr", opt.lr)
+    number("AlignConfig.optimiser.weight_decay", opt.weight_decay)
+    choice("AlignConfig.optimiser.lr_schedule", opt.lr_schedule, ("constant", "cosine"))
+    for term in ("reconstruction", "binding", "decorrelation", "value", "silence", "interchange"):
+        number(f"AlignConfig.weights.{term}", getattr(config.weights, term))
+    if config.weights.sparsity is not None:
+        number("AlignConfig.weights.sparsity", config.weights.sparsity)
     choice("AlignConfig.binding", config.binding, ("ce", "mse_onehot"))
     choice("AlignConfig.init", config.init, ("lda", "diffmean", "random"))
-    choice("AlignConfig.lr_schedule", config.lr_schedule, ("constant", "cosine"))
     dtype(config.dtype)
+    check_runtime(config, "AlignConfig")
 
 
 def check_hook(config, trained_at: str | None) -> str | None:

@@ -190,7 +190,8 @@ def train_base_model(
         torch.manual_seed(seed)
         model = build_model(cfg, tokenizer=tokenizer, device=device)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-        meta = {"cfg": cfg, "world": world.params(), "seed": seed, "steps": steps, "batch_size": batch_size}
+        settings = {"seed": seed, "steps": steps, "batch_size": batch_size}
+        meta = checkpoint.fingerprint(settings, cfg=cfg, world=world.params())
         step, epoch, batch = _load_checkpoint(ckpt_dir, model, opt, meta, device) if resume else (0, 0, 0)
         if step == 0:
             (out / LOG_FILE).unlink(missing_ok=True)

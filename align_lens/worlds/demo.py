@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ from align_lens.activations.gather import gather_token_activations
 from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.evals.binding import off_ontology_silence
 from align_lens.files import output_folder, strict_json
+from align_lens.training.config import AlignConfig, LossWeights, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import AlignConfig, align
+from align_lens.training.stage2 import align
 from align_lens.viz import figures
 from align_lens.viz.report import evaluation_sections, write_report
 from align_lens.worlds.base_model import load_base_model, load_base_world
@@ -38,22 +39,27 @@ class DemoConfig:
     model_path: str | None = None  # default: the model shipped with the package
     hook_name: str = DEFAULT_HOOK
     n_people: int | None = None  # default: everyone in the world
-    # Stage 1: chosen by benchmarks/stage1_sweep.py (docs/results.md, "Issue 12")
-    d_sae: int = 512
-    k: int = 64
-    stage1_steps: int = 1500
-    stage1_batch_size: int = 1024
-    stage1_lr: float = 3e-3
-    stage1_aux_coefficient: float = 1.0  # SAELens' aux-k loss weight
-    stage1_dead_window: int = 50  # steps without firing before aux-k revives a latent (SAELens' default 1,000)
-    stage1_init_b_dec: str = "mean"
+    # Stage 1: chosen by benchmarks/stage1_sweep.py (docs/results.md, "Issue 12"); dead_feature_window: steps
+    # without firing before aux-k revives a latent (SAELens' default 1,000)
+    stage1: Stage1Config = field(
+        default_factory=lambda: Stage1Config(
+            d_sae=512,
+            k=64,
+            steps=1500,
+            batch_size=1024,
+            lr=3e-3,
+            dead_feature_window=50,
+            init_b_dec="mean",
+            model_name="align_lens/bio-tiny",
+        )
+    )
     stage1_last_tokens: int = 1  # copies of the training questions' last-token activations in the Stage-1 corpus
     # Stage 2's unlabelled rows: "tokens" (every token of the Stage-1 corpus: biographies and questions) keeps the
     # explained variance on question tokens; "bios" (biography tokens only) lets it drift (docs/results.md, issue 12)
     stage2_unlabelled: str = "tokens"
     # reconstruction weight 10: chosen on validation people (benchmarks/swap_protocol.py --tune, docs/results.md)
     align: AlignConfig = field(
-        default_factory=lambda: AlignConfig(epochs=4, batch_size=256, reconstruction_weight=10.0)
+        default_factory=lambda: AlignConfig(epochs=4, batch_size=256, weights=LossWeights(reconstruction=10.0))
     )
     alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
     swap_items: int | None = 40  # base prompts per source concept (held-out templates)
@@ -62,20 +68,11 @@ class DemoConfig:
     overwrite: bool = False  # replace out_dir, only if an align_lens run wrote it (files.OUTPUT_MARKER)
     device: str = "cpu"  # model, Stage 1, Stage 2 and evaluation run here
     progress: bool = True
+    # seed, device and progress replace the runtime blocks of `stage1` and `align`
 
-    def stage1_options(self) -> dict[str, Any]:
-        """`pretrain_sae` keyword arguments of this demo's Stage 1 (besides activations, hook and seed)."""
-        return {
-            "d_sae": self.d_sae,
-            "architecture": "topk",
-            "k": self.k,
-            "steps": self.stage1_steps,
-            "batch_size": self.stage1_batch_size,
-            "lr": self.stage1_lr,
-            "aux_loss_coefficient": self.stage1_aux_coefficient,
-            "dead_feature_window": self.stage1_dead_window,
-            "init_b_dec": self.stage1_init_b_dec,
-        }
+    def runtime(self) -> Runtime:
+        """The runtime block both stages of this demo run with."""
+        return Runtime(device=self.device, seed=self.seed, progress=self.progress)
 
     def eval_config(self) -> EvalConfig:
         """The evaluation settings of this demo run."""
@@ -118,22 +115,13 @@ def _run_into(stage: Path, cfg: DemoConfig) -> dict[str, Any]:
 
     t = time.perf_counter()
     corpus = torch.cat([token_acts, *[split_acts["train"]] * cfg.stage1_last_tokens])
-    options = cfg.stage1_options()
-    options["batch_size"] = min(cfg.stage1_batch_size, len(corpus))
-    stage1 = pretrain_sae(
-        corpus,
-        **options,
-        hook_name=cfg.hook_name,
-        model_name="align_lens/bio-tiny",
-        seed=cfg.seed,
-        device=cfg.device,
-        progress=cfg.progress,
-    )
+    batch_size = min(cfg.stage1.batch_size, len(corpus))
+    stage1_cfg = replace(cfg.stage1, batch_size=batch_size, hook_name=cfg.hook_name, runtime=cfg.runtime())
+    stage1 = pretrain_sae(corpus, stage1_cfg)
     timings["stage1_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    overrides = {"hook_name": cfg.hook_name, "seed": cfg.seed, "progress": cfg.progress, "device": cfg.device}
-    align_cfg = AlignConfig(**asdict(cfg.align) | overrides)
+    align_cfg = replace(cfg.align, hook_name=cfg.hook_name, runtime=cfg.runtime())
     unlabelled = {"tokens": token_acts, "bios": bio_acts}[cfg.stage2_unlabelled]
     aligned = align(
         stage1, ontology, model=model, activations=split_acts["train"], unlabelled=unlabelled, config=align_cfg
@@ -151,7 +139,7 @@ def _run_into(stage: Path, cfg: DemoConfig) -> dict[str, Any]:
     aligned.save_model(stage / "aligned_sae")
     ontology.to_json(stage / "ontology.json")  # beside, not inside, the SAE folder that gets published
     stage1.save_model(stage / "stage1_sae")
-    config_dict = asdict(cfg) | {"align": align_cfg.__dict__}
+    config_dict = asdict(cfg) | {"stage1": asdict(stage1_cfg), "align": asdict(align_cfg)}
     record = {
         "summary": summary,
         "timings": timings,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,9 @@ import torch
 from align_lens.activations.gather import gather_activations
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.files import strict_json
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import AlignConfig, align
+from align_lens.training.stage2 import align
 from align_lens.worlds.two_hop import TwoHopWorld, make_two_hop_world
 from align_lens.worlds.two_hop_model import LOG_FILE, WORLD_FILE, checkpoint_steps, load_checkpoint, train_two_hop_model
 
@@ -50,9 +51,7 @@ class GrokkingConfig:
     hook_name: str = "blocks.2.hook_resid_post"
     n_train: int = 2000  # training questions for Stage 1 / Stage 2
     n_heldout: int = 1000  # held-out compositions scored
-    d_sae: int = 256
-    k: int = 8
-    stage1_steps: int = 300
+    stage1: Stage1Config = field(default_factory=lambda: Stage1Config(d_sae=256, k=8, steps=300, batch_size=256))
     align_epochs: int = 8
     seed: int = 0
     device: str = "cpu"
@@ -86,17 +85,10 @@ def binding_at_checkpoint(model, world: TwoHopWorld, cfg: GrokkingConfig) -> dic
         if key not in acts:
             acts[key] = {s: gather_activations(model, onto.prompts(s), cfg.hook_name, pos, 256) for s in SPLITS}
     stage1_acts = torch.cat([a["train"] for a in acts.values()])
+    runtime = Runtime(device=cfg.device, seed=cfg.seed, progress=cfg.progress)
+    batch_size = min(cfg.stage1.batch_size, len(stage1_acts))
     sae = pretrain_sae(
-        stage1_acts,
-        cfg.d_sae,
-        "topk",
-        k=cfg.k,
-        steps=cfg.stage1_steps,
-        batch_size=min(256, len(stage1_acts)),
-        hook_name=cfg.hook_name,
-        seed=cfg.seed,
-        device=cfg.device,
-        progress=cfg.progress,
+        stage1_acts, replace(cfg.stage1, batch_size=batch_size, hook_name=cfg.hook_name, runtime=runtime)
     )
     out = {}
     for name, (onto, pos) in sites.items():
@@ -105,7 +97,7 @@ def binding_at_checkpoint(model, world: TwoHopWorld, cfg: GrokkingConfig) -> dic
             sae,
             onto,
             activations=a["train"],
-            config=AlignConfig(epochs=cfg.align_epochs, seed=cfg.seed, device=cfg.device, progress=cfg.progress),
+            config=AlignConfig(epochs=cfg.align_epochs, runtime=runtime),
         )
         z = encode_in_chunks(aligned, a["heldout"], concepts_only=True)
         out[name] = binding_metrics(z, onto.labels("heldout"), onto.names)["accuracy"]

@@ -162,10 +162,11 @@ def train_two_hop_model(
     try:
         out = Path(out_dir)
         ckpt_dir = out / CHECKPOINT_DIR
-        settings = {"world": world.params(), "format": fmt, "seed": seed, "steps": steps, "lr": lr, "warmup": warmup}
+        settings = {"format": fmt, "seed": seed, "steps": steps, "lr": lr, "warmup": warmup}
         settings |= {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp}
         settings |= {"weight_decay": weight_decay, "batch_size": batch_size, "atomic_share": atomic_share}
         settings |= {"eval_every": eval_every, "eval_n": eval_n}
+        settings = checkpoint.fingerprint(settings, world=world.params())
         state = _resume_state(ckpt_dir, settings) if resume else None  # refuses other settings before any write
         out.mkdir(parents=True, exist_ok=True)
         world.save(out / WORLD_FILE)

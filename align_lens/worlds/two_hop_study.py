@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -27,8 +27,9 @@ from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.interventions.editors import DirectionEditor, SlotEditor
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.ontology import Example, Ontology
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import AlignConfig, align
+from align_lens.training.stage2 import align
 from align_lens.worlds.two_hop import TwoHopWorld, select_step
 
 
@@ -40,9 +41,7 @@ class StudyConfig:
     entity_hook_name: str = "blocks.3.hook_resid_post"  # bridge-entity slots (the bridge is computed late)
     n_train: int = 3000  # training compositions for the ontologies
     n_heldout: int = 2000  # held-out compositions (half validation, half test for swaps)
-    d_sae: int = 512
-    k: int = 16
-    stage1_steps: int = 1000
+    stage1: Stage1Config = field(default_factory=lambda: Stage1Config(d_sae=512, k=16, steps=1000, batch_size=512))
     align_epochs: int = 10
     alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
     diffmean_alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -111,22 +110,13 @@ def run_two_hop_study(model, world: TwoHopWorld, cfg: StudyConfig | None = None)
     ent = world.entity_ontology("explicit", cfg.n_train, cfg.n_heldout, cfg.seed)
     texts = [f"{e.prompt} {e.answer}" for e in select_step(rel, "step1").select("train")]
 
+    runtime = Runtime(device=cfg.device, seed=cfg.seed, progress=cfg.progress)
+
     def stage1(hook: str):
         tokens = gather_token_activations(model, texts, hook)
-        return pretrain_sae(
-            tokens,
-            cfg.d_sae,
-            "topk",
-            k=cfg.k,
-            steps=cfg.stage1_steps,
-            batch_size=512,
-            hook_name=hook,
-            seed=cfg.seed,
-            device=cfg.device,
-            progress=cfg.progress,
-        )
+        return pretrain_sae(tokens, replace(cfg.stage1, hook_name=hook, runtime=runtime))
 
-    align_cfg = AlignConfig(epochs=cfg.align_epochs, seed=cfg.seed, device=cfg.device, progress=cfg.progress)
+    align_cfg = AlignConfig(epochs=cfg.align_epochs, runtime=runtime)
     out: dict[str, Any] = {"config": asdict(cfg), "world": world.summary()}
 
     def acts(onto: Ontology, split: str, hook: str = cfg.hook_name) -> torch.Tensor:

@@ -7,9 +7,19 @@ import pytest
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from align_lens import AlignConfig, align, gather_activations, gather_token_activations, pretrain_sae
+from align_lens import (
+    AlignConfig,
+    Runtime,
+    Stage1Config,
+    align,
+    gather_activations,
+    gather_token_activations,
+    pretrain_sae,
+)
 from align_lens.activations import store as store_module
 from align_lens.activations.store import ActivationStore, write_ontology_store, write_store, write_tensor_store
+
+QUIET = Runtime(progress=False)
 
 HOOK = "blocks.1.hook_resid_post"
 TEXTS = [f"Q: {a} {b} is the {c} A:" for a in ("ann", "bob", "cat") for b in ("dan", "eve") for c in ("alpha", "beta")]
@@ -93,7 +103,7 @@ def test_align_from_a_sharded_store_is_bit_identical(tiny_model, tiny_ontology, 
     tokens = write_store(tmp_path / "tok", tiny_model, TEXTS, HOOK, position=None, prompts_per_shard=5)
     assert len(labelled.manifest["shards"]) == 4 and len(tokens.manifest["shards"]) == 3
     acts = gather_activations(tiny_model, tiny_ontology.prompts("train"), HOOK)
-    config = AlignConfig(steps=25, batch_size=96, unlabelled_batch_size=16, progress=False, patience=None)
+    config = AlignConfig(steps=25, batch_size=96, unlabelled_batch_size=16, patience=None, runtime=QUIET)
     memory = align(_sae(), tiny_ontology, activations=acts, unlabelled=tokens.read_all(), config=config)
     streamed = align(_sae(), tiny_ontology, activations=labelled, unlabelled=tokens, config=config)
     for name, p in memory.state_dict().items():
@@ -110,21 +120,21 @@ def test_a_store_for_another_ontology_is_refused(tiny_model, tiny_ontology, tmp_
         [n.upper() for n in tiny_ontology.names],
     )
     with pytest.raises(ValueError, match="gathered for concepts"):
-        align(_sae(), renamed, activations=st, config=AlignConfig(steps=2, progress=False))
+        align(_sae(), renamed, activations=st, config=AlignConfig(steps=2, runtime=QUIET))
     fewer = Ontology.from_records(
         [dict(prompt=e.prompt, concept=e.concept) for e in tiny_ontology.select("train")[:-4]], tiny_ontology.names
     )
     with pytest.raises(ValueError, match="other prompts or labels"):
-        align(_sae(), fewer, activations=st, config=AlignConfig(steps=2, progress=False))
+        align(_sae(), fewer, activations=st, config=AlignConfig(steps=2, runtime=QUIET))
     with pytest.raises(ValueError, match="d_in=32 rows but the SAE expects d_in=16"):
-        align(_sae(16), tiny_ontology, activations=st, config=AlignConfig(steps=2, progress=False))
+        align(_sae(16), tiny_ontology, activations=st, config=AlignConfig(steps=2, runtime=QUIET))
 
 
 def test_pretrain_from_a_store_matches_memory(tmp_path):
     x = torch.randn(600, 16) @ torch.randn(16, 16)
     st = write_tensor_store(tmp_path, x, rows_per_shard=128)
-    kw = dict(d_sae=32, k=4, steps=20, batch_size=64, lr=1e-2, seed=3)
-    memory, streamed = pretrain_sae(x, **kw), pretrain_sae(st, **kw)
+    kw = Stage1Config(d_sae=32, k=4, steps=20, batch_size=64, lr=1e-2, runtime=Runtime(seed=3))
+    memory, streamed = pretrain_sae(x, kw), pretrain_sae(st, kw)
     for name, p in memory.state_dict().items():
         assert torch.equal(p, streamed.state_dict()[name]), name
 

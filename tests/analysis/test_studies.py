@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import plotly.graph_objects as go
 import pytest
 
-from align_lens import AlignConfig, EvalConfig
+from align_lens import AlignConfig, EvalConfig, Runtime, Stage1Config
 from align_lens.analysis import studies
 from align_lens.evals.binding import binding_metrics
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.viz import figures
 
-TINY_STAGE1 = {"steps": 100, "batch_size": 256, "k": 8}
-TINY_ALIGN = AlignConfig(epochs=3, progress=False)
+TINY_ALIGN = AlignConfig(epochs=3, runtime=Runtime(progress=False))
+
+
+def _tiny_stage1(model) -> Stage1Config:
+    return replace(studies.study_stage1(model), steps=100, batch_size=256, k=8)
+
+
 TINY_EVAL = EvalConfig(alphas=(1.0, 2.0), swap_items=2, task_accuracy=False)
 
 
 def test_layer_sweep_small(trained):
     model, ont = trained["model"], trained["ontology"]
     hooks = ["blocks.0.hook_resid_pre", trained["hook"]]
-    out = studies.layer_sweep(model, ont, hooks, TINY_STAGE1, TINY_ALIGN, TINY_EVAL, keep_saes=True)
+    out = studies.layer_sweep(model, ont, hooks, _tiny_stage1(model), TINY_ALIGN, TINY_EVAL, keep_saes=True)
     rows = out["table"]
     assert [r["hook"] for r in rows] == hooks and set(out["saes"]) == set(hooks)
     for key in (
@@ -42,7 +48,7 @@ def test_ablations_small(trained):
         trained["model"],
         trained["ontology"],
         trained["hook"],
-        TINY_STAGE1,
+        _tiny_stage1(trained["model"]),
         TINY_ALIGN,
         EvalConfig(swaps=False, task_accuracy=False),
         variants=["full", "no decorrelation", "no stage 1 (random SAE)"],

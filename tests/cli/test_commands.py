@@ -18,7 +18,7 @@ from align_lens import AlignedSAE
 from align_lens.adapter import save_transformer
 from align_lens.cli import build_parser, main
 from align_lens.cli.options import default_of
-from align_lens.training.stage2 import AlignConfig
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.worlds.demo import DemoConfig
 
 PEOPLE = [f"{a} {b}" for a in "ann bob cat dan eve".split() for b in "fay gus hal ivy".split()]
@@ -205,9 +205,14 @@ def test_defaults_come_from_the_config_dataclasses():
     align = parser.parse_args(["align", "--sae", "s", "--out", "o"])
     assert align.epochs == AlignConfig().epochs and align.batch_size == AlignConfig().batch_size
     assert align.binding == AlignConfig().binding and align.device == "cpu"
+    assert align.lr == AlignConfig().optimiser.lr == default_of(AlignConfig, "optimiser.lr")  # a nested block's field
+    assert align.silence_weight == AlignConfig().weights.silence and align.seed == AlignConfig().runtime.seed
+    pretrain = parser.parse_args(["pretrain", "--d-sae", "8", "--out", "o"])
+    assert pretrain.k == default_of(Stage1Config, "k") == 16 and pretrain.seed == Runtime().seed
     demo = parser.parse_args(["demo"])
     assert demo.epochs == DemoConfig().align.epochs == default_of(DemoConfig, "align.epochs")
-    assert demo.hook_name == DemoConfig().hook_name and demo.out_dir == DemoConfig().out_dir
+    assert demo.hook == DemoConfig().hook_name and demo.out_dir == DemoConfig().out_dir
+    assert demo.stage1_steps == DemoConfig().stage1.steps and demo.d_sae == DemoConfig().stage1.d_sae
 
 
 def _commands() -> list[str]:

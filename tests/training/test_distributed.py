@@ -11,9 +11,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from sae_lens import StandardSAE, StandardSAEConfig
 
-from align_lens import AlignConfig, Ontology, align
+from align_lens import AlignConfig, LossWeights, Ontology, OptimiserConfig, Runtime, align
 from align_lens.activations.store import ActivationStore, write_tensor_store
-from align_lens.training import distributed, stage2
+from align_lens.training import distributed, losses, objective
+from align_lens.training.config import with_values
+from align_lens.training.stage2 import Stage2Trainer
 
 D_IN, NAMES = 16, ["a", "b", "c", "d"]
 
@@ -31,8 +33,16 @@ def _problem():
 
 
 def _config(**kw):
-    base = dict(epochs=4, batch_size=25, unlabelled_batch_size=15, decorrelation_weight=0.5, lr=3e-3)
-    return AlignConfig(**base | dict(warmup_steps=2, progress=False, patience=None) | kw)
+    base = AlignConfig(
+        epochs=4,
+        batch_size=25,
+        unlabelled_batch_size=15,
+        patience=None,
+        weights=LossWeights(decorrelation=0.5),
+        optimiser=OptimiserConfig(lr=3e-3, warmup_steps=2),
+        runtime=Runtime(progress=False),
+    )
+    return with_values(base, kw)
 
 
 def _free_port() -> int:
@@ -50,10 +60,10 @@ def _worker(rank, port, tmp, config_kw, crash_at_step):
             write_tensor_store(tmp / "lab", acts, onto.labels("train"), NAMES, rows_per_shard=30)
             write_tensor_store(tmp / "unl", unlabelled, rows_per_shard=64)
         dist.barrier()
-        saves, real_save = [], stage2._save_checkpoint
-        stage2._save_checkpoint = lambda *a: saves.append(rank) or real_save(*a)
+        saves, real_save = [], Stage2Trainer.save_checkpoint
+        Stage2Trainer.save_checkpoint = lambda *a: saves.append(rank) or real_save(*a)
         if crash_at_step is not None:
-            real_terms, calls = stage2.stage2_terms, []
+            real_terms, calls = objective.stage2_terms, []
 
             def crash(*a, **k):
                 calls.append(1)
@@ -61,7 +71,7 @@ def _worker(rank, port, tmp, config_kw, crash_at_step):
                     raise KeyboardInterrupt
                 return real_terms(*a, **k)
 
-            stage2.stage2_terms = crash
+            objective.stage2_terms = crash
         try:
             aligned = align(
                 sae,
@@ -118,7 +128,7 @@ def test_global_decorrelation_equals_the_single_batch_value(tmp_path):
     """Gradients of the all-reduced term over two halves equal those of the one-batch term."""
     zc, zf = torch.rand(10, 3), torch.randn(10, 7).relu()
     ref_f = zf.clone().requires_grad_(True)
-    stage2.losses.decorrelation_loss(zc, ref_f).backward()
+    losses.decorrelation_loss(zc, ref_f).backward()
     torch.save((zc, zf, ref_f.grad), tmp_path / "case.pt")
     mp.start_processes(_decor_worker, args=(_free_port(), tmp_path), nprocs=2, start_method="fork", join=True)
     grads = torch.cat([torch.load(tmp_path / f"grad{r}.pt") for r in range(2)])
@@ -144,7 +154,7 @@ def test_torchrun_entry_script(tmp_path):
     onto.to_json(tmp_path / "onto.json")
     write_tensor_store(tmp_path / "lab", acts, onto.labels("train"), NAMES, rows_per_shard=30)
     write_tensor_store(tmp_path / "unl", unlabelled, rows_per_shard=64)
-    config = '{"epochs": 4, "batch_size": 25, "unlabelled_batch_size": 15, "decorrelation_weight": 0.5, "lr": 0.003, "warmup_steps": 2, "patience": null}'
+    config = '{"epochs": 4, "batch_size": 25, "unlabelled_batch_size": 15, "weights": {"decorrelation": 0.5}, "optimiser": {"lr": 0.003, "warmup_steps": 2}, "patience": null}'
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
     cmd += ["-m", "align_lens.training.distributed", "--sae", str(tmp_path / "sae"), "--ontology"]
     cmd += [str(tmp_path / "onto.json"), "--store", str(tmp_path / "lab"), "--unlabelled", str(tmp_path / "unl")]

@@ -50,18 +50,17 @@ def test_interchange_term_trains_the_slots(trained):
 def test_align_records_the_interchange_term_and_needs_the_model(trained):
     import pytest
 
-    from align_lens import AlignConfig, align
+    from align_lens import AlignConfig, OptimiserConfig, Runtime, align
+    from align_lens.training.config import with_values
 
     ont, sae = trained["ontology"], trained["sae"]
-    cfg = AlignConfig(steps=3, interchange_weight=1.0, interchange_batch_size=8, progress=False, warmup_steps=1)
+    quick = AlignConfig(steps=2, optimiser=OptimiserConfig(warmup_steps=1), runtime=Runtime(progress=False))
+    cfg = with_values(quick, {"steps": 3, "weights.interchange": 1.0, "interchange_batch_size": 8})
     with pytest.raises(ValueError, match="model="):
         align(sae, ont, activations=trained["train_acts"], config=cfg)
     aligned = align(sae, ont, model=trained["model"], activations=trained["train_acts"], config=cfg)
     steps = aligned.history.steps
     assert len(steps) == 3 and all(s["interchange"] > 0 for s in steps)
     assert all(
-        "interchange" not in s
-        for s in align(
-            sae, ont, activations=trained["train_acts"], config=AlignConfig(steps=2, progress=False, warmup_steps=1)
-        ).history.steps
+        "interchange" not in s for s in align(sae, ont, activations=trained["train_acts"], config=quick).history.steps
     )

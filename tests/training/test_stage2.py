@@ -11,10 +11,12 @@ from align_lens import (
     gather_token_activations,
     pretrain_sae,
 )
+from align_lens.training.config import OptimiserConfig, Runtime, Stage1Config, with_values
 
 HOOK = "blocks.1.hook_resid_post"
-FAST = dict(epochs=30, batch_size=32, progress=False, patience=None)
-E2E = dict(epochs=3, batch_size=128, progress=False)
+QUIET = Runtime(progress=False)
+FAST = AlignConfig(epochs=30, batch_size=32, patience=None, runtime=QUIET)
+E2E = AlignConfig(epochs=3, batch_size=128, runtime=QUIET)
 
 
 def _random_sae(d_in=32, d_sae=64):
@@ -38,10 +40,9 @@ def test_end_to_end_on_a_random_transformer(tiny_model, tiny_ontology, tmp_path)
     """Stage 1 + Stage 2 on a random 2-layer model: held-out binding 1.0, reconstruction kept, reload."""
     text = [e.prompt.removesuffix(" A:") for e in tiny_ontology.select("train")]  # no concept-bearing A: position
     tokens = gather_token_activations(tiny_model, text, HOOK)
-    stage1 = pretrain_sae(
-        tokens, d_sae=128, architecture="topk", k=8, steps=150, batch_size=128, hook_name=HOOK, model_name="tiny"
-    )
-    aligned = align(stage1, tiny_ontology, model=tiny_model, unlabelled=tokens, config=AlignConfig(**E2E))
+    s1 = Stage1Config(d_sae=128, architecture="topk", k=8, steps=150, batch_size=128, hook_name=HOOK, model_name="tiny")
+    stage1 = pretrain_sae(tokens, s1)
+    aligned = align(stage1, tiny_ontology, model=tiny_model, unlabelled=tokens, config=E2E)
 
     held = gather_activations(tiny_model, tiny_ontology.prompts("heldout"), HOOK)
     acc = (aligned.concept_acts(held).argmax(-1) == tiny_ontology.labels("heldout")).float().mean().item()
@@ -61,7 +62,7 @@ def test_input_sae_untouched_and_history_terms():
     x, y = _blobs()
     sae = _random_sae()
     before = {k: v.clone() for k, v in sae.state_dict().items()}
-    aligned = align(sae, _onto(y), activations=x, unlabelled=torch.randn(200, 32), config=AlignConfig(**FAST))
+    aligned = align(sae, _onto(y), activations=x, unlabelled=torch.randn(200, 32), config=FAST)
     assert all(torch.equal(before[k], v) for k, v in sae.state_dict().items())
     assert len(x) % 32 not in (0, 1)  # the last batch of each epoch is partial
     # every step is recorded, though the terms are read back from the device in chunks
@@ -76,7 +77,7 @@ def test_input_sae_untouched_and_history_terms():
 def test_same_seed_same_numbers():
     x, y = _blobs()
     sae = _random_sae()
-    run = lambda seed: align(sae, _onto(y), activations=x, config=AlignConfig(**FAST, seed=seed))  # noqa: E731
+    run = lambda seed: align(sae, _onto(y), activations=x, config=with_values(FAST, {"runtime.seed": seed}))  # noqa: E731
     a, b, c = run(0), run(0), run(1)
     assert a.history.series("total") == b.history.series("total")
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
@@ -86,7 +87,7 @@ def test_same_seed_same_numbers():
 def test_frozen_free_latents_stay_fixed():
     x, y = _blobs()
     sae = _random_sae()
-    aligned = align(sae, _onto(y), activations=x, config=AlignConfig(**FAST, train_free=False))
+    aligned = align(sae, _onto(y), activations=x, config=with_values(FAST, {"train_free": False}))
     assert torch.equal(aligned.W_enc[:, :64], sae.W_enc) and torch.equal(aligned.W_dec[:64], sae.W_dec)
     assert torch.equal(aligned.b_dec, sae.b_dec)
     assert not torch.equal(aligned.W_enc[:, 64:], torch.zeros(32, 3))
@@ -97,7 +98,7 @@ def test_frozen_free_latents_stay_fixed():
 @pytest.mark.parametrize("init", ["diffmean", "random"])
 def test_binding_kinds_and_inits_learn(binding, init):
     x, y = _blobs()
-    cfg = AlignConfig(**{**FAST, "epochs": 80}, lr=3e-3, binding=binding, init=init)
+    cfg = with_values(FAST, {"epochs": 80, "optimiser.lr": 3e-3, "binding": binding, "init": init})
     aligned = align(_random_sae(), _onto(y), activations=x, config=cfg)
     assert (aligned.concept_acts(x).argmax(-1) == y).float().mean() == 1.0
 
@@ -109,19 +110,18 @@ def test_value_heads_are_trained_when_weighted():
         _random_sae(),
         Ontology.from_records(recs, ["a", "b", "c"]),
         activations=x,
-        config=AlignConfig(**FAST, value_weight=0.5),
+        config=with_values(FAST, {"weights.value": 0.5}),
     )
     values = aligned.history.series("value")
     assert values[0] > 0 and values[-1] < values[0]
     with pytest.raises(ValueError, match="answers"):
-        align(_random_sae(), _onto(y), activations=x, config=AlignConfig(**FAST, value_weight=0.5))
+        align(_random_sae(), _onto(y), activations=x, config=with_values(FAST, {"weights.value": 0.5}))
 
 
 def test_early_stop_on_plateau():
     x, y = _blobs()
-    cfg = AlignConfig(
-        epochs=500, batch_size=64, lr=1e-6, warmup_steps=0, lr_schedule="constant", patience=2, progress=False
-    )
+    optimiser = OptimiserConfig(lr=1e-6, warmup_steps=0, lr_schedule="constant")
+    cfg = AlignConfig(epochs=500, batch_size=64, patience=2, optimiser=optimiser, runtime=QUIET)
     aligned = align(_random_sae(), _onto(y), activations=x, config=cfg)
     assert aligned.history.stopped_early and len(aligned.history.steps) < 500 * 2
 
@@ -149,8 +149,8 @@ def test_pretrain_resumes_from_checkpoint(tmp_path, monkeypatch):
 
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(2048, 8, generator=g) < 0.2).float() @ torch.randn(8, 16, generator=g)  # sparse codes
-    kw = dict(d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, seed=3)
-    full = pretrain_sae(x, **kw)
+    kw = Stage1Config(d_sae=32, k=4, steps=150, batch_size=128, lr=1e-2, runtime=Runtime(seed=3))
+    full = pretrain_sae(x, kw)
     ck = tmp_path / "ck"
     real_save = SAETrainer.save_checkpoint
 
@@ -160,11 +160,11 @@ def test_pretrain_resumes_from_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(SAETrainer, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        pretrain_sae(x, **kw, checkpoint_dir=ck, n_checkpoints=1)
+        pretrain_sae(x, with_values(kw, {"checkpoint_dir": str(ck), "n_checkpoints": 1}))
     monkeypatch.setattr(SAETrainer, "save_checkpoint", real_save)
     real_step, steps = SAETrainer.step, []
     monkeypatch.setattr(SAETrainer, "step", lambda self, batch: steps.append(1) or real_step(self, batch))
-    resumed = pretrain_sae(x, **kw, checkpoint_dir=ck, n_checkpoints=1)
+    resumed = pretrain_sae(x, with_values(kw, {"checkpoint_dir": str(ck), "n_checkpoints": 1}))
     assert 0 < len(steps) < 150  # only the steps after the checkpoint ran
     for name, value in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], value), name  # bit for bit the uninterrupted run
@@ -183,23 +183,24 @@ def test_pretrain_resumes_from_checkpoint(tmp_path, monkeypatch):
 )
 def test_pretrain_refuses_a_checkpoint_of_another_run(tmp_path, change, named):
     x = torch.randn(256, 16)
-    kw = dict(d_sae=32, k=4, steps=4, batch_size=64, lr=1e-2, seed=0, checkpoint_dir=tmp_path, n_checkpoints=1)
-    pretrain_sae(x, **kw)
+    kw = Stage1Config(d_sae=32, k=4, steps=4, batch_size=64, lr=1e-2, checkpoint_dir=str(tmp_path), n_checkpoints=1)
+    pretrain_sae(x, kw)
     with pytest.raises(ValueError, match=named):
-        pretrain_sae(x, **{**kw, **change})
+        pretrain_sae(x, with_values(kw, change))
     with pytest.raises(ValueError, match="activations"):
-        pretrain_sae(x + 1, **kw)
+        pretrain_sae(x + 1, kw)
 
 
 def test_interrupted_align_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-    from align_lens.training import stage2 as module
+    from align_lens.training import objective
+    from align_lens.training.stage2 import Stage2Trainer
 
     x, y = _blobs()
     sae, onto, u = _random_sae(), _onto(y), torch.randn(100, 32)
-    cfg = dict(FAST, epochs=6, checkpoint_dir=str(tmp_path / "ck"))
-    straight = align(sae, onto, activations=x, unlabelled=u, config=AlignConfig(**{**cfg, "checkpoint_dir": None}))
+    cfg = with_values(FAST, {"epochs": 6, "checkpoint_dir": str(tmp_path / "ck")})
+    straight = align(sae, onto, activations=x, unlabelled=u, config=with_values(cfg, {"checkpoint_dir": None}))
 
-    real_save, calls = module._save_checkpoint, []
+    real_save, calls = Stage2Trainer.save_checkpoint, []
 
     def save_then_crash(*args, **kwargs):
         real_save(*args, **kwargs)
@@ -207,20 +208,20 @@ def test_interrupted_align_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         if len(calls) == 2:
             raise KeyboardInterrupt  # interrupted right after epoch 2 was saved
 
-    monkeypatch.setattr(module, "_save_checkpoint", save_then_crash)
+    monkeypatch.setattr(Stage2Trainer, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        align(sae, onto, activations=x, unlabelled=u, config=AlignConfig(**cfg))
+        align(sae, onto, activations=x, unlabelled=u, config=cfg)
     assert len(calls) == 2
-    monkeypatch.setattr(module, "_save_checkpoint", real_save)
-    real_terms, batches = module.stage2_terms, []
-    monkeypatch.setattr(module, "stage2_terms", lambda *a, **k: batches.append(1) or real_terms(*a, **k))
-    resumed = align(sae, onto, activations=x, unlabelled=u, config=AlignConfig(**cfg))
+    monkeypatch.setattr(Stage2Trainer, "save_checkpoint", real_save)
+    real_terms, batches = objective.stage2_terms, []
+    monkeypatch.setattr(objective, "stage2_terms", lambda *a, **k: batches.append(1) or real_terms(*a, **k))
+    resumed = align(sae, onto, activations=x, unlabelled=u, config=cfg)
     per_epoch = len(straight.history.steps) // 6
     assert len(batches) == 4 * per_epoch  # only the 4 epochs that were not saved yet were run
     assert resumed.history.series("total") == straight.history.series("total")
     assert all(torch.equal(resumed.state_dict()[k], v) for k, v in straight.state_dict().items())
-    with pytest.raises(ValueError, match=r"differs in settings.lr \(checkpoint: 0.0\d+, now: 0.0005\)"):
-        align(sae, onto, activations=x, config=AlignConfig(**{**cfg, "lr": 5e-4}))
+    with pytest.raises(ValueError, match=r"differs in settings.optimiser.lr \(checkpoint: 0.0\d+, now: 0.0005\)"):
+        align(sae, onto, activations=x, config=with_values(cfg, {"optimiser.lr": 5e-4}))
 
 
 @pytest.mark.slow
@@ -228,9 +229,9 @@ def test_compiled_objective_trains_the_same_sae():
     """AlignConfig(compile=True) runs the loss terms through torch.compile (inductor needs a C compiler on CPU)."""
     x, y = _blobs()
     sae, extra = _random_sae(), torch.randn(200, 32)
-    config = dict(FAST, epochs=3)
-    eager = align(sae, _onto(y), activations=x, unlabelled=extra, config=AlignConfig(**config))
-    compiled = align(sae, _onto(y), activations=x, unlabelled=extra, config=AlignConfig(**config, compile=True))
+    config = with_values(FAST, {"epochs": 3})
+    eager = align(sae, _onto(y), activations=x, unlabelled=extra, config=config)
+    compiled = align(sae, _onto(y), activations=x, unlabelled=extra, config=with_values(config, {"compile": True}))
     torch.testing.assert_close(
         torch.tensor(compiled.history.series("total")),
         torch.tensor(eager.history.series("total")),

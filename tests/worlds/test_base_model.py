@@ -95,7 +95,7 @@ def test_resume_from_checkpoint_matches_uninterrupted(tiny_run, tmp_path):
 def test_resume_with_other_settings_raises(tiny_run, tmp_path):
     world, out, _ = tiny_run
     shutil.copytree(out / "checkpoints", tmp_path / "checkpoints")
-    with pytest.raises(ValueError, match=r"differs in seed \(checkpoint: 0, now: 1\)"):
+    with pytest.raises(ValueError, match=r"differs in settings.seed \(checkpoint: 0, now: 1\)"):
         train_base_model(world, tmp_path, steps=30, seed=1, **TINY)
 
 

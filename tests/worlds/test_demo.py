@@ -4,16 +4,13 @@ from html.parser import HTMLParser
 import pytest
 from sae_lens import SAE
 
-from align_lens import AlignConfig, AlignedSAE
+from align_lens import AlignConfig, AlignedSAE, Stage1Config
 from align_lens.cli import main
 from align_lens.worlds.demo import DemoConfig, run_demo
 
 REDUCED = dict(
     n_people=40,
-    d_sae=256,
-    k=8,
-    stage1_steps=60,
-    stage1_batch_size=256,
+    stage1=Stage1Config(d_sae=256, k=8, steps=60, batch_size=256, dead_feature_window=50, init_b_dec="mean"),
     align=AlignConfig(epochs=2, batch_size=128),
     alphas=(1.0, 2.0),
     swap_items=4,

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from align_lens.training.config import Stage1Config
 from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, run_grokking
 
 
@@ -26,9 +27,7 @@ def record(tmp_path_factory):
         world_heldout=20,
         n_train=60,
         n_heldout=20,
-        d_sae=32,
-        k=4,
-        stage1_steps=20,
+        stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
         align_epochs=1,
         hook_name="blocks.1.hook_resid_post",
     )

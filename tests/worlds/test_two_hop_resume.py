@@ -84,13 +84,15 @@ def test_checkpoint_of_other_settings_is_refused_and_nothing_is_lost(world, tmp_
             train_two_hop_model(world, tmp_path, "implicit", **TINY)
     before = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     other = TwoHopWorld(n_entities=9, n_relations=3, seed=1, ood_fraction=0.1, n_heldout=10)
-    with pytest.raises(ValueError, match=r"differs in lr \(checkpoint: 0.001, now: 0.002\).*resume=False"):
+    with pytest.raises(ValueError, match=r"differs in settings.lr \(checkpoint: 0.001, now: 0.002\).*resume=False"):
         train_two_hop_model(world, tmp_path, "implicit", **TINY | {"lr": 2e-3})
     with pytest.raises(ValueError, match=r"format \(checkpoint: 'implicit', now: 'explicit'\)"):
         train_two_hop_model(world, tmp_path, "explicit", **TINY)
     with pytest.raises(ValueError, match=r"world.n_entities \(checkpoint: 8, now: 9\).*Delete the checkpoint"):
         train_two_hop_model(other, tmp_path, "implicit", **TINY)
-    with pytest.raises(ValueError, match=r"seed \(checkpoint: 0, now: 1\); steps \(checkpoint: 12, now: 13\)"):
+    with pytest.raises(
+        ValueError, match=r"settings.seed \(checkpoint: 0, now: 1\); settings.steps \(checkpoint: 12, now: 13\)"
+    ):
         train_two_hop_model(world, tmp_path, "implicit", **TINY | {"seed": 1, "steps": 13})
     after = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     assert after == before

@@ -2,6 +2,7 @@
 
 import pytest
 
+from align_lens.training.config import Stage1Config
 from align_lens.worlds.two_hop import TwoHopWorld
 from align_lens.worlds.two_hop_study import StudyConfig, run_two_hop_study, summary_rows, swap_examples
 
@@ -39,9 +40,7 @@ def test_tiny_study_runs_end_to_end(world, tmp_path):
         entity_hook_name="blocks.0.hook_resid_post",
         n_train=60,
         n_heldout=30,
-        d_sae=32,
-        k=4,
-        stage1_steps=5,
+        stage1=Stage1Config(d_sae=32, k=4, steps=5, batch_size=512),
         align_epochs=1,
         alphas=(1.0,),
         diffmean_alphas=(1.0,),
