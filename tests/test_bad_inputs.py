@@ -900,9 +900,7 @@ def test_grokking_always_analyses_its_final_model(tmp_path):
         world_heldout=20,
         n_train=60,
         n_heldout=20,
-        d_sae=32,
-        k=4,
-        stage1_steps=20,
+        stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
         align_epochs=1,
         hook_name="blocks.1.hook_resid_post",
     )
