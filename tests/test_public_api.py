@@ -25,6 +25,7 @@ def test_top_level_is_the_pipeline_and_what_a_user_holds():
     verbs = {"gather_activations", "gather_token_activations", "pretrain_sae", "align", "evaluate", "swap_hooks"}
     verbs |= {"evaluate_swaps", "push_to_hub", "load_aligned", "export_plain", "save_transformer", "load_transformer"}
     held = {"Ontology", "Concept", "Example", "OntologyError", "AlignConfig", "AlignHistory", "EvalConfig"}
+    held |= {"Stage1Config", "LossWeights", "OptimiserConfig", "Runtime"}
     held |= {"AlignedSAE", "SlotEditor", "PaperSlotEditor", "SteerSlotEditor", "DirectionEditor", "LatentEditor"}
     assert set(align_lens.__all__) == verbs | held | {"slot_editor"}
     assert all(hasattr(align_lens, name) for name in align_lens.__all__)
