@@ -8,8 +8,8 @@ Importing the package registers the "aligned" SAE architecture with SAELens, so 
 
 from align_lens.activations import gather_activations, gather_token_activations
 from align_lens.adapter import load_model, save_model
-from align_lens.analysis import EvalConfig, evaluate
 from align_lens.evals import binding_metrics, fidelity, fragmentation, off_ontology_silence, task_accuracy
+from align_lens.evals.evaluate import EvalConfig, evaluate
 from align_lens.hub import load_aligned, push_to_hub
 from align_lens.interventions import (
     SwapTrial,

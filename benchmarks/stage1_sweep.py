@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from align_lens.activations.gather import gather_token_activations
-from align_lens.analysis.evaluate import split_activations
+from align_lens.evals.evaluate import split_activations
 from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.worlds.base_model import load_base_model, load_base_world

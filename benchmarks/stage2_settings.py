@@ -18,11 +18,10 @@ import torch
 from sae_lens import SAE
 
 from align_lens import AlignConfig, align, evals, gather_activations, gather_token_activations, pretrain_sae
+from align_lens.interventions.editors import ALPHAS
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import corpus_texts
-
-ALPHAS = (0.5, 1.0, 1.5, 2.0)
 
 
 def main() -> None:

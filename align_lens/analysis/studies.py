@@ -18,13 +18,13 @@ import torch
 
 from align_lens.adapter import residual_hooks
 from align_lens.analysis.baselines import stage1_best_latents
-from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
+from align_lens.evals.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.ontology import Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig, align
 
 DEFAULT_STAGE1 = {"architecture": "topk", "k": 16, "steps": 500, "batch_size": 256}
-STUDY_EVAL = EvalConfig(alphas=(0.5, 1.0, 2.0, 4.0), swap_items=10, task_accuracy=False)
+STUDY_EVAL = EvalConfig(swap_items=10, task_accuracy=False)
 
 
 def _stage1_kwargs(model, stage1_kwargs: dict | None) -> dict:

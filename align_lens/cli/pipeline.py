@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 from align_lens.adapter import check_sae_fits
-from align_lens.analysis.evaluate import EvalConfig
 from align_lens.cli import inputs
 from align_lens.cli.options import (
     UsageError,
@@ -23,6 +22,7 @@ from align_lens.cli.options import (
     positive_float,
     positive_int,
 )
+from align_lens.evals.evaluate import EvalConfig
 from align_lens.ontology import Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import AlignConfig
@@ -289,7 +289,7 @@ def _load_pair(a: argparse.Namespace):
 
 def run_eval(a: argparse.Namespace) -> int:
     from align_lens.activations.gather import gather_token_activations
-    from align_lens.analysis.evaluate import evaluate, headline
+    from align_lens.evals.evaluate import evaluate, headline
     from align_lens.viz.report import evaluation_sections, write_report
 
     inputs.check_out(a.out, a.overwrite)
