@@ -93,6 +93,8 @@ class EvalConfig:
         for m in self.modes or (self.swap_mode,):
             if m not in MODES:
                 raise ValueError(f"swap modes must be among {MODES}, got {m!r}")
+        if self.modes and not self.validation_entities:
+            raise ValueError("modes= are chosen among on validation: set validation_entities > 0 (or use swap_mode)")
         if self.validation_entities < 0:
             raise ValueError(
                 f"validation_entities must be ≥ 0 (0: no validation split), got {self.validation_entities}"

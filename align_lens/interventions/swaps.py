@@ -1,7 +1,7 @@
 """Swaps (A → B) through hook points, and their evaluation over many trials.
 
 All edits act on the residual at the SAE's own hook (`cfg.metadata.hook_name`, the site the SAE was trained on),
-at the last prompt token, on the prefill pass only. The edit itself is an `Editor` (interventions.editors), whose
+at the last prompt token, on the prefill pass only, through one hook function (`edit_hooks`). The edit itself is an `Editor` (interventions.editors), whose
 `unit` says what α means: for an AlignedSAE, mode "delta" (default; α × the target's slot scale, error term kept),
 "paper" (α is the slot value; h ← decode(z')) or "steer" (α × ‖h‖ along B's decoder row).
 """
@@ -198,7 +198,9 @@ def evaluate_swaps(
     for held-out templates and the full ontology as `lookup`). Same trials, `lookup` and `max_new_tokens` → same
     per-trial outputs (`seed` then only picks the shown examples). `lookup` ((entity, concept) → answer) also
     defines each concept's values for the "type_target" rate and, with the golds, the generation length.
-    `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`.
+    `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`; the
+    default grid is `ALPHAS`. Every trial is decoded by `greedy_decode` under `swap_hooks` (per-row concepts, the
+    last prompt position of each row), the hooks users install: what is scored is what `model.generate` gives.
     """
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:

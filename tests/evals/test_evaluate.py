@@ -98,6 +98,8 @@ def test_mode_and_alpha_chosen_on_validation_entities(trained):
     assert r["swap_chosen_ci_low"] <= r["swap_exact_chosen"] <= r["swap_chosen_ci_high"]
     assert r["swap_exact_best"] >= r["swap_exact_chosen"]  # best α on the test trials: the upper bound
     with pytest.raises(ValueError, match="swap modes"):
-        EvalConfig(modes=("nope",))
+        EvalConfig(modes=("nope",), validation_entities=8)
+    with pytest.raises(ValueError, match="validation_entities > 0"):
+        EvalConfig(modes=("delta", "paper"))
     with pytest.raises(ValueError, match="exclude each other"):
         evaluate(model, al, ont, EvalConfig(validation_entities=8, swap_trials=r["swap"]["trials"]))
