@@ -11,7 +11,7 @@ Importing the package registers the "aligned" SAE architecture with SAELens, so 
 
 from align_lens.activations import gather_activations, gather_token_activations
 from align_lens.adapter import load_transformer, save_transformer
-from align_lens.analysis import EvalConfig, evaluate
+from align_lens.evals.evaluate import EvalConfig, evaluate
 from align_lens.hub import load_aligned, push_to_hub
 from align_lens.interventions import (
     DirectionEditor,

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from align_lens.activations.store import write_ontology_store, write_store
-from align_lens.analysis.evaluate import EvalConfig, evaluate
+from align_lens.evals.evaluate import EvalConfig, evaluate
 from align_lens.training.config import Runtime
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align

@@ -17,8 +17,8 @@ import torch
 from sae_lens import SAE
 
 from align_lens.activations.gather import gather_activations, gather_token_activations
-from align_lens.analysis.protocol import of_people, people_split, restrict
-from align_lens.interventions.editors import Editor, slot_editor
+from align_lens.evals.selection import of_people, people_split, restrict
+from align_lens.interventions.editors import ALPHAS, Editor, slot_editor
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.training.stage2 import align
 from align_lens.worlds.base_model import load_base_model, load_base_world
@@ -70,12 +70,11 @@ def main() -> None:
     print("variance share of the top 8 entity directions:", ", ".join(f"{x:.3f}" for x in share.tolist()))
     val = of_people(full, people["val"], "heldout")
     base = slot_editor(aligned, "delta")
-    alphas = (1.0, 1.5, 2.0, 3.0)
-    print("| entity dims removed | " + " | ".join(f"α {a}" for a in alphas) + " |")
-    print("|---|" + "---|" * len(alphas))
+    print("| entity dims removed | " + " | ".join(f"α {a}" for a in ALPHAS) + " |")
+    print("|---|" + "---|" * len(ALPHAS))
     for r in (0, 8, 32, 64):
         ed = base if r == 0 else ProjectedEditor(base, v[:r])
-        res = evaluate_swaps(model, ed, val, alphas, max_items=20, lookup=full)
+        res = evaluate_swaps(model, ed, val, ALPHAS, max_items=20, lookup=full)
         print(f"| {r} | " + " | ".join(f"{x:.3f}" for x in res.success["exact"]) + " |", flush=True)
 
 

@@ -22,13 +22,11 @@ import torch
 from align_lens.activations.gather import gather_activations
 from align_lens.adapter import residual_hooks
 from align_lens.analysis.baselines import diffmean_directions
-from align_lens.analysis.protocol import of_people, people_split
 from align_lens.analysis.swap_ceiling import interaction_fraction
-from align_lens.interventions.editors import DirectionEditor
+from align_lens.evals.selection import of_people, people_split
+from align_lens.interventions.editors import ALPHAS, DirectionEditor
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.worlds.base_model import load_base_model, load_base_world
-
-ALPHAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ import torch
 from sae_lens import SAE
 
 from align_lens import AlignConfig, Runtime, Stage1Config, align, gather_token_activations, pretrain_sae
-from align_lens.analysis.evaluate import split_activations
 from align_lens.evals.binding import binding_metrics
+from align_lens.evals.evaluate import split_activations
 from align_lens.saes.plain import export_plain, plain_fidelity, plain_sae
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import DEFAULT_HOOK, corpus_texts

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from align_lens.activations.gather import gather_token_activations
-from align_lens.analysis.evaluate import split_activations
+from align_lens.evals.evaluate import split_activations
 from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.training.config import Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae

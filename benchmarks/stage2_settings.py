@@ -28,12 +28,11 @@ from align_lens import (
     gather_token_activations,
     pretrain_sae,
 )
+from align_lens.interventions.editors import ALPHAS
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.training.config import with_values
 from align_lens.worlds.base_model import load_base_model, load_base_world
 from align_lens.worlds.demo import corpus_texts
-
-ALPHAS = (0.5, 1.0, 1.5, 2.0)
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model, world = load_base_model(), load_base_world()
     onto = world.ontology()
-    ev = EvalConfig(alphas=(0.5, 1.0, 2.0, 4.0), swap_items=args.swap_items, task_accuracy=False)
+    ev = EvalConfig(swap_items=args.swap_items, task_accuracy=False)
     stage1 = replace(study_stage1(model), steps=800, batch_size=512)
     cfg = AlignConfig(epochs=4, runtime=Runtime(progress=False))
     record = {}

@@ -9,7 +9,8 @@ train people's training-template prompts), then on the *test* people only:
   people's tokens, dead fraction on the Stage-1 corpus, spliced task accuracy (no error term, last token),
   swaps for aligned slots (delta / paper modes), DiffMean, DAS (one shared rank-8 subspace, and rank 4 per
   relation) and the Stage-1 SAE's best latents, each with its
-  (mode, α) chosen on the *validation* people (`analysis.protocol.honest_swap`); the best α on the test trials is
+  (mode, α) from the default grid `ALPHAS` chosen on the *validation* people (`evals.selection.choose_swap`, the
+  evaluation stage's one choice on validation); the best α on the test trials is
   printed beside it as an upper bound; each method's chosen (mode, α) is also applied to the test people's
   questions in the new phrasings. `--interchange W` also trains Stage 2 with the interchange term at weight
   W and reports it as a second aligned row. Writes results.json under --out and prints markdown tables.
@@ -30,10 +31,10 @@ from sae_lens import SAE
 from align_lens.activations.gather import gather_activations, gather_token_activations
 from align_lens.analysis.baselines import diffmean_directions, stage1_best_latents, stage1_editor
 from align_lens.analysis.das import DASConfig, train_das
-from align_lens.analysis.protocol import Candidate, honest_swap, of_people, people_split, restrict
 from align_lens.evals.binding import binding_metrics, encode_in_chunks, off_ontology_silence
 from align_lens.evals.fidelity import fidelity, task_accuracy
-from align_lens.interventions.editors import DirectionEditor, slot_editor
+from align_lens.evals.selection import Candidate, choose_swap, of_people, people_split, restrict
+from align_lens.interventions.editors import ALPHAS, DirectionEditor, slot_editor
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.training.config import with_values
 from align_lens.training.stage1 import pretrain_sae
@@ -127,9 +128,7 @@ def tune(args, cfg, model, world, full, people, train_ont, bio_of, hook, stage1,
         aligned = align(stage1, train_ont, model=model, activations=train_last, unlabelled=extra, config=ac)
         secs = time.perf_counter() - t
         r = fidelity_binding(model, world, full, people["val"], bio_of, hook, stage1, corpus, {"a": aligned})
-        sw = evaluate_swaps(
-            model, aligned, val_held, (0.5, 0.75, 1.0, 1.25, 1.5, 2.0), max_items=args.val_items, lookup=full
-        )
+        sw = evaluate_swaps(model, aligned, val_held, ALPHAS, max_items=args.val_items, lookup=full)
         a, best = sw.best("exact")
         ra, r1, rc = r["a"], r["stage 1"], r["clean model"]
         print(
@@ -249,21 +248,17 @@ def main() -> None:
     out["das_per_relation_s"] = time.perf_counter() - t
     best = stage1_best_latents(stage1, train_last, y_train, names)
     dm = diffmean_directions(train_last, y_train, len(names))
-    grid = (0.5, 0.75, 1.0, 1.5, 2.0)
     methods = {
-        label: [
-            Candidate("delta", slot_editor(sae, "delta"), grid),
-            Candidate("paper", slot_editor(sae, "paper"), (0.5, 1.0, 2.0, 4.0)),
-        ]
+        label: [Candidate("delta", slot_editor(sae, "delta")), Candidate("paper", slot_editor(sae, "paper"))]
         for label, sae in variants.items()
     }
-    methods["DiffMean"] = [Candidate("diffmean", DirectionEditor(dm["means"], names, hook), grid)]
-    methods["DAS"] = [Candidate(f"das rank {das.basis.shape[0]}", das, grid)]
-    methods["DAS per relation"] = [Candidate(f"das rank {das_pc.basis.shape[1]} per relation", das_pc, grid)]
-    methods["stage-1 best latents"] = [Candidate("delta", stage1_editor(stage1, best, hook), (0.5, 1.0, 2.0, 4.0))]
+    methods["DiffMean"] = [Candidate("diffmean", DirectionEditor(dm["means"], names, hook))]
+    methods["DAS"] = [Candidate(f"das rank {das.basis.shape[0]}", das)]
+    methods["DAS per relation"] = [Candidate(f"das rank {das_pc.basis.shape[1]} per relation", das_pc)]
+    methods["stage-1 best latents"] = [Candidate("delta", stage1_editor(stage1, best, hook))]
     swaps = {}
     for label, cands in methods.items():
-        swaps[label] = honest_swap(
+        swaps[label] = choose_swap(
             model, cands, val_held, test_held, full, val_items=args.val_items, entity_names=entity_names
         )
         s = swaps[label]
@@ -272,7 +267,8 @@ def main() -> None:
             f"{fmt_ci(s['test_ci'])} n={s['test_trials']} upper bound {s['upper_bound_exact']:.3f}",
             flush=True,
         )
-    out["swaps"] = swaps
+    out["swaps"] = {label: {k: v for k, v in s.items() if k != "test"} for label, s in swaps.items()}
+    out["swap_test_outputs"] = {label: s["test"]["outputs"] for label, s in swaps.items()}
 
     # ---- the chosen (mode, α) of each method on the test people's questions in the new phrasings
     para_test = [

@@ -1,6 +1,2 @@
-"""Analyses built on the metrics: one evaluation recipe (`evaluate` + `EvalConfig`), baselines (Stage-1 latents,
-DiffMean, probe) and studies (layers, ablations)."""
-
-from align_lens.analysis.evaluate import EvalConfig, evaluate, headline
-
-__all__ = ["EvalConfig", "evaluate", "headline"]
+"""Analyses built on the evaluation stage (`align_lens.evals`): baselines (Stage-1 latents, DiffMean, probe,
+DAS), studies (layers, ablations), the swap ceiling and the two-hop and grokking studies."""

@@ -18,9 +18,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations, swap_headline
 from align_lens.evals.binding import binding_metrics, encode_in_chunks, fragmentation, hungarian
-from align_lens.interventions.editors import DirectionEditor, LatentEditor, PaperSlotEditor, SteerSlotEditor
+from align_lens.evals.evaluate import EvalConfig, evaluate, headline, split_activations, swap_headline
+from align_lens.interventions.editors import ALPHAS, DirectionEditor, LatentEditor, PaperSlotEditor, SteerSlotEditor
 from align_lens.interventions.swaps import evaluate_swaps
 from align_lens.interventions.trials import SwapTrial
 from align_lens.ontology import Ontology
@@ -147,9 +147,8 @@ def compare_baselines(
     stage1_sae,
     aligned,
     ontology: Ontology,
-    alphas: Sequence[float] = (0.5, 1.0, 2.0, 4.0, 8.0),
-    diffmean_alphas: Sequence[float] = (0.5, 1.0, 1.5, 2.0, 3.0),
-    steer_alphas: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
+    alphas: Sequence[float] = ALPHAS,
+    steer_alphas: Sequence[float] = (0.25, 0.5, 1.0, 2.0),  # fractions of ‖h‖: the default grid would overshoot
     max_items: int | None = 20,
     swap_split: str = "heldout",
     batch_size: int = 128,
@@ -161,10 +160,10 @@ def compare_baselines(
     """Aligned slots vs the Stage-1 SAE's best latents vs DiffMean vs a linear probe, side by side.
 
     All methods read and edit the same hook (the aligned SAE's) and swap on the same trials (`swap_split`
-    prompts, at most `max_items` per source concept), each over its own α grid in its editor's unit: slots
-    (delta) and Stage-1 latents in × the concept's typical activation, paper mode in absolute slot value, steer
-    mode in × ‖h‖, DiffMean in × the class-mean difference. The "aligned slots (delta)" row is the headline of
-    `analysis.evaluate` (with the Stage-1 SAE as reference, so it carries both SAEs' fidelity and spliced task
+    prompts, at most `max_items` per source concept), over `alphas` in each editor's unit (slots (delta) and
+    Stage-1 latents in × the concept's typical activation, paper mode in absolute slot value, DiffMean in × the
+    class-mean difference) except steer mode, whose unit (× ‖h‖) has its own grid `steer_alphas`. The "aligned slots (delta)" row is the headline of
+    `evals.evaluate` (with the Stage-1 SAE as reference, so it carries both SAEs' fidelity and spliced task
     accuracy: `*_aligned` / `*_stage1`); every row uses `evaluate`'s key names. Returns {"rows": [one dict per
     method], "swaps": {method: SwapResults.to_dict()}, "stage1": matched latents, scores and scales}.
     """
@@ -215,7 +214,7 @@ def compare_baselines(
     row = {"method": "DiffMean", "binding_train": diffmean_binding(train_acts, y_train, dm, names)["accuracy"]}
     if heldout_acts is not None and y_held is not None:
         row["binding_heldout"] = diffmean_binding(heldout_acts, y_held, dm, names)["accuracy"]
-    row |= run_swaps("diffmean", DirectionEditor(dm["means"], names, hook), diffmean_alphas)
+    row |= run_swaps("diffmean", DirectionEditor(dm["means"], names, hook), alphas)
     rows.append(row)
 
     probe = linear_probe(train_acts, y_train, heldout_acts, y_held, names)

@@ -18,13 +18,13 @@ import torch
 
 from align_lens.adapter import residual_hooks
 from align_lens.analysis.baselines import stage1_best_latents
-from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
+from align_lens.evals.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.ontology import Ontology
 from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 
-STUDY_EVAL = EvalConfig(alphas=(0.5, 1.0, 2.0, 4.0), swap_items=10, task_accuracy=False)
+STUDY_EVAL = EvalConfig(swap_items=10, task_accuracy=False)
 STUDY_ALIGN = AlignConfig(epochs=10, runtime=Runtime(progress=False))
 
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from align_lens.activations.gather import gather_activations
 from align_lens.evals.decoding import decode_tokens, greedy_decode, max_answer_len, normalize
+from align_lens.interventions.swaps import edit_hooks
 from align_lens.ontology import Example
 
 
@@ -57,11 +58,11 @@ def interchange_ceiling(
         raise ValueError("no trials: the examples need entities, templates and at least two concepts")
     src_acts = gather_activations(model, [s.prompt for _, s, _ in trials], hook)
 
-    def edit(h, rows):
-        return src_acts[rows.cpu()].to(h.device, h.dtype)
+    def hooks(rows: Tensor, last: Tensor) -> list:
+        return edit_hooks(hook, lambda h: src_acts[rows].to(h.device, h.dtype), last, prefill_only=False)
 
     max_new = max_answer_len(model, [g for *_, g in trials]) + 1
-    gens = greedy_decode(model, [b.prompt for b, _, _ in trials], max_new, hook, edit, batch_size)
+    gens = greedy_decode(model, [b.prompt for b, _, _ in trials], max_new, batch_size, hooks)
     texts = [decode_tokens(model, g) for g in gens]
     n = len(trials)
     return {

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 from align_lens.adapter import check_sae_fits, residual_hooks, resolve_hook
-from align_lens.analysis.evaluate import EvalConfig
 from align_lens.cli import inputs
 from align_lens.cli.options import (
     UsageError,
@@ -22,6 +21,7 @@ from align_lens.cli.options import (
     positive_float,
     positive_int,
 )
+from align_lens.evals.evaluate import EvalConfig
 from align_lens.files import strict_json
 from align_lens.ontology import Ontology
 from align_lens.training.config import AlignConfig, Runtime, Stage1Config, with_values
@@ -256,6 +256,8 @@ EVAL_OPTIONS = {  # EvalConfig field → (value type, help)
     "best_by": (None, "scorer that picks the best α"),
     "split": (None, "ontology split for swaps and task accuracy"),
     "seed": (None, "seed of the swap sample"),
+    "validation_entities": (None, "entities to choose the swap mode and α on (0: best α on the reported trials)"),
+    "test_entities": (positive_int, "entities the chosen swap is reported on (default: all the others)"),
 }
 
 
@@ -275,6 +277,7 @@ def add_eval(sub, common) -> None:
     for name, (kind, text) in EVAL_OPTIONS.items():
         option(e, EvalConfig, name, type=kind, help=text)
     option(e, EvalConfig, "alphas", type=float, nargs="+", help="swap strengths, in the editor's unit")
+    option(e, EvalConfig, "modes", nargs="+", help="swap modes to choose from on the validation entities")
     e.add_argument("--no-swaps", dest="swaps", action="store_false", help="skip swaps (no entity/answer needed)")
     e.add_argument("--no-task-accuracy", dest="task_accuracy", action="store_false", help="skip task accuracy")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -296,7 +299,7 @@ def _load_pair(a: argparse.Namespace):
 
 def run_eval(a: argparse.Namespace) -> int:
     from align_lens.activations.gather import gather_token_activations
-    from align_lens.analysis.evaluate import evaluate, headline
+    from align_lens.evals.evaluate import evaluate, headline
     from align_lens.viz.report import evaluation_sections, write_report
 
     inputs.check_out(a)
@@ -313,7 +316,7 @@ def run_eval(a: argparse.Namespace) -> int:
     tokens = None if texts is None else gather_token_activations(model, texts, hook)
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     values: dict[str, Any] = {k: v for k, v in vars(a).items() if k in fields}
-    values["alphas"] = tuple(a.alphas)
+    values["alphas"], values["modes"] = tuple(a.alphas), tuple(a.modes)
     config = EvalConfig(**values)
     if config.swaps and not any(e.entity and e.answer for e in onto.select(config.split) or onto.select()):
         raise UsageError("swaps need examples with 'entity' and 'answer'; add them to the ontology or pass --no-swaps")

@@ -1,8 +1,9 @@
-"""Greedy decoding with optional residual edits, and answer scoring (shared by evaluation and swaps).
+"""The one greedy decoder (under caller-given forward hooks), and answer scoring (shared by evaluation and swaps).
 
-The model runs on right-padded prompts and re-runs the full sequence at each step (no KV cache); a caller may
-edit the residual at one position per row. Sequences are short, so re-running is cheap and the edit is applied
-identically on every pass, which equals a prefill-only edit with a KV cache.
+The model runs on right-padded prompts and re-runs the full sequence at each step (no KV cache); edits come in
+as forward hooks (`interventions.swaps.edit_hooks` / `swap_hooks`, at absolute per-row positions). Sequences are
+short, so re-running is cheap and the edit is applied identically on every pass, which equals a prefill-only edit
+with a KV cache.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from torch import Tensor
 from align_lens import adapter
 from align_lens.adapter import answer_tokens, check_context, decode_text, pad_id, pad_right, stop_ids, tokenize
 
-EditFn = Callable[[Tensor, Tensor], Tensor]  # (resid [b, d] at the edit positions, row index [b]) -> new resid
+# (rows of the batch in the prompts [b], last prompt position of each row [b]) -> forward hooks for that batch
+HookFactory = Callable[[Tensor, Tensor], Sequence]
 
 
 SCORERS = ("first_token", "exact", "lenient")
@@ -27,17 +29,17 @@ def greedy_decode(
     model,
     prompts: Sequence[str] | Sequence[Tensor],
     max_new_tokens: int,
-    hook_name: str | None = None,
-    edit: EditFn | None = None,
     batch_size: int = 64,
-    extra_hooks: Sequence | None = None,
+    fwd_hooks: HookFactory | Sequence | None = None,
 ) -> list[list[int]]:
     """Greedy continuation tokens of each prompt (stopped after eos/newline tokens, which are not returned).
 
-    Prompts are right-padded and the full sequence is re-run at each step. When `edit` is given, the residual at
-    `hook_name` at each prompt's last token is replaced by `edit(resid, rows)` on every pass (the same values
-    each time, as with a prefill-only edit under a KV cache); `rows` are the indices of the batch rows in
-    `prompts`, so the edit can depend on the row.
+    Prompts are right-padded and the full sequence is re-run at each step. `fwd_hooks` are TransformerLens
+    forward hooks held on every pass: a list (the same for every batch) or a function `(rows, last) -> hooks`
+    called once per batch with the indices of its rows in `prompts` and each row's last prompt position
+    (absolute), so a hook can edit each row differently, e.g. `swap_hooks(ed, src[rows], tgt[rows], α,
+    position=last, prefill_only=False)`: every pass re-runs the prompt, so the edit is the same each time, as
+    with a prefill-only edit under a KV cache.
     """
     seqs = [p if isinstance(p, Tensor) else tokenize(model, [p], room=1)[0] for p in prompts]
     check_context(model, seqs, room=1)
@@ -55,21 +57,9 @@ def greedy_decode(
         buf[:, : toks.shape[1]] = toks
         buf = buf.to(device)
         last = (lengths - 1).to(device)
-        rows = torch.arange(start, start + b, device=device)
         done = torch.zeros(b, dtype=torch.bool, device=device)
         gen = [[] for _ in range(b)]
-        fwd = list(extra_hooks or [])
-        if edit is not None:
-            if hook_name is None:
-                raise ValueError("an edit needs hook_name")
-
-            def hook_fn(x, hook, last=last, rows=rows):
-                x = x.clone()
-                ar = torch.arange(x.shape[0], device=x.device)
-                x[ar, last] = edit(x[ar, last], rows).to(x.dtype)
-                return x
-
-            fwd.append((adapter.EditSite(hook_name), hook_fn))
+        fwd = fwd_hooks(torch.arange(start, start + b), last) if callable(fwd_hooks) else list(fwd_hooks or [])
         with adapter.hooks(model, fwd):
             for t in range(room):
                 width = int(lengths.max()) + t

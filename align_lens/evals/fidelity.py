@@ -13,6 +13,7 @@ from torch import Tensor
 
 from align_lens.adapter import answer_tokens, check_sae_fits, pad_right, run_with_hooks, spliced, tokenize
 from align_lens.evals.decoding import greedy_decode, max_answer_len, score_generation
+from align_lens.interventions.swaps import edit_hooks
 from align_lens.ontology import Example, Ontology, as_examples
 
 # =============================================================================================
@@ -108,10 +109,13 @@ def task_accuracy(
         else:
             dev = sae.W_dec.device
 
-            def recon(h, rows):
+            def recon(h):
                 return sae.decode(sae.encode(h.to(dev, sae.dtype))).to(h.device, h.dtype)
 
-            gens = greedy_decode(model, prompts, max_new, sae.cfg.metadata.hook_name, recon, batch_size)
+            def hooks(rows, last):
+                return edit_hooks(sae.cfg.metadata.hook_name, recon, last, prefill_only=False)
+
+            gens = greedy_decode(model, prompts, max_new, batch_size, hooks)
     else:
         ctx = spliced(model, sae, use_error_term) if sae is not None else nullcontext()
         with ctx:

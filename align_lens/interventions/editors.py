@@ -24,6 +24,10 @@ from torch import Tensor
 
 from align_lens.ontology import index_of
 
+# The default α grid (in the editor's unit) wherever a grid is not given: evaluation, swap trials, studies,
+# baselines and benchmarks all read it from here.
+ALPHAS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+
 UNITS = {
     "slot_scale": "α × the target concept's typical on-value",
     "absolute": "α is the target slot's value",

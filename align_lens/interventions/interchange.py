@@ -15,6 +15,7 @@ from align_lens.adapter import quiet, run_with_cache, tokenize
 from align_lens.evals.binding import encode_in_chunks
 from align_lens.evals.decoding import decode_tokens, greedy_decode, max_answer_len, normalize
 from align_lens.interventions.editors import delta_edit
+from align_lens.interventions.swaps import edit_hooks
 from align_lens.interventions.trials import answer_lookup, answerable, sample_per_concept
 from align_lens.ontology import Example, Ontology, index_of
 
@@ -40,15 +41,15 @@ def _interchange_generate(
 ) -> list[list[int]]:
     nf = aligned.cfg.n_free
 
-    def edit(h, rows):
+    def hooks(rows: Tensor, last: Tensor) -> list:
         def copied(z):
             out = z.clone()
-            out[:, nf:][:, mask.to(z.device)] = src_values[rows.cpu()].to(z.device, z.dtype)[:, mask]
+            out[:, nf:][:, mask.to(z.device)] = src_values[rows].to(z.device, z.dtype)[:, mask]
             return out
 
-        return delta_edit(aligned, h, copied)
+        return edit_hooks(hook_name, lambda h: delta_edit(aligned, h, copied), last, prefill_only=False)
 
-    return greedy_decode(model, base_toks, max_new, hook_name, edit, batch_size)
+    return greedy_decode(model, base_toks, max_new, batch_size, hooks)
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Swaps (A → B) through hook points, and their evaluation over many trials.
 
 All edits act on the residual at the SAE's own hook (`cfg.metadata.hook_name`, the site the SAE was trained on),
-at the last prompt token, on the prefill pass only. The edit itself is an `Editor` (interventions.editors), whose
+at the last prompt token, on the prefill pass only, through one hook function (`edit_hooks`). The edit itself is an `Editor` (interventions.editors), whose
 `unit` says what α means: for an AlignedSAE, mode "delta" (default; α × the target's slot scale, error term kept),
 "paper" (α is the slot value; h ← decode(z')) or "steer" (α × ‖h‖ along B's decoder row).
 """
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from align_lens.adapter import EditSite, answer_tokens, tokenize
 from align_lens.evals.decoding import SCORERS, decode_tokens, greedy_decode, max_answer_len, normalize, score_generation
-from align_lens.interventions.editors import as_editor
+from align_lens.interventions.editors import ALPHAS, as_editor
 from align_lens.interventions.trials import SwapTrial, answer_lookup, build_trials
 from align_lens.ontology import Example, Ontology, index_of
 
@@ -29,10 +29,40 @@ from align_lens.ontology import Example, Ontology, index_of
 # =============================================================================================
 
 
+def edit_hooks(
+    hook_name: str,
+    edit: Callable[[Tensor], Tensor],
+    position: int | Tensor = -1,
+    prefill_only: bool = True,
+) -> list[tuple[EditSite, Callable]]:
+    """Forward hooks that replace the residual at `hook_name`, at `position` of each row, by `edit(resid)`.
+
+    `edit` maps the rows' residuals [b, d] at their positions to new ones. `position` is an index into the
+    sequence: an int for every row or a LongTensor with one per row (negative counts from the end). With
+    `prefill_only` the edit is skipped on one-token passes (the decode steps of a KV-cached `generate`); a
+    decoder that re-runs the whole sequence every step passes absolute positions and `prefill_only=False`, so
+    every pass is edited the same way. This is the one edit hook: `swap_hooks` and every greedy decoding with an
+    edit (swap evaluation, spliced task accuracy, slot interchange) install it.
+    """
+
+    def hook_fn(x: Tensor, hook) -> Tensor:
+        if prefill_only and x.shape[1] == 1:
+            return x  # a KV-cache decode step
+        b = x.shape[0]
+        pos = position.to(x.device) if isinstance(position, Tensor) else torch.full((b,), position, device=x.device)
+        pos = torch.where(pos < 0, pos + x.shape[1], pos)
+        ar = torch.arange(b, device=x.device)
+        x = x.clone()
+        x[ar, pos] = edit(x[ar, pos]).to(x.dtype)
+        return x
+
+    return [(EditSite(hook_name), hook_fn)]
+
+
 def swap_hooks(
     aligned,
-    source: str,
-    target: str,
+    source: str | Tensor,
+    target: str | Tensor,
     alpha: float,
     mode: str = "delta",
     position: int | Tensor = -1,
@@ -44,6 +74,8 @@ def swap_hooks(
     `alpha` is in the unit of the editor (`repr` of the editor shows it): with an AlignedSAE, `mode="delta"`
     (default) means α × the target's typical slot value (`cfg.concept_scales`), `"paper"` the target slot's
     absolute value, `"steer"` a fraction of ‖h‖; an `Editor` passed as `aligned` brings its own `unit`.
+    `source` and `target` are concept names (the same swap on every row) or LongTensors of concept indices, one
+    per row of the batch (a different swap on each row, as `evaluate_swaps` runs them).
 
     Use with `with model.hooks(fwd_hooks=swap_hooks(...)):`, `model.run_with_hooks(..., fwd_hooks=...)` or around
     `model.generate(...)`. The edit is applied only on passes that see more than one token, i.e. the prefill
@@ -53,29 +85,19 @@ def swap_hooks(
     the whole sequence, so give an absolute position (≥ 0) there. `prefill_only=False` edits one-token passes too.
     `aligned` may also be an `Editor` (baselines). The hook name is an `adapter.EditSite`: with SAELens'
     HookedSAETransformer and an SAE attached at that hook (`model.add_sae`), the edit applies to the attached SAE's
-    output (`<hook>.hook_sae_output`), i.e. to what flows on.
+    output (`<hook>.hook_sae_output`), i.e. to what flows on. The hook itself is `edit_hooks`'.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number (the edit strength), got {alpha!r}")
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
         raise ValueError("no hook name: the SAE has no cfg.metadata.hook_name; pass hook_name=")
-    s, t = ed.index(source), ed.index(target)
+    s, t = (c if isinstance(c, Tensor) else ed.index(c) for c in (source, target))
 
-    def hook_fn(x: Tensor, hook) -> Tensor:
-        if prefill_only and x.shape[1] == 1:
-            return x  # a KV-cache decode step
-        b = x.shape[0]
-        pos = position.to(x.device) if isinstance(position, Tensor) else torch.full((b,), position, device=x.device)
-        pos = torch.where(pos < 0, pos + x.shape[1], pos)
-        ar = torch.arange(b, device=x.device)
-        x = x.clone()
-        src = torch.full((b,), s, dtype=torch.long)
-        tgt = torch.full((b,), t, dtype=torch.long)
-        x[ar, pos] = ed(x[ar, pos], src, tgt, alpha).to(x.dtype)
-        return x
+    def rows(c: int | Tensor, b: int) -> Tensor:
+        return c.cpu() if isinstance(c, Tensor) else torch.full((b,), c, dtype=torch.long)
 
-    return [(EditSite(ed.hook_name), hook_fn)]
+    return edit_hooks(ed.hook_name, lambda h: ed(h, rows(s, len(h)), rows(t, len(h)), alpha), position, prefill_only)
 
 
 # =============================================================================================
@@ -157,7 +179,7 @@ def evaluate_swaps(
     model,
     aligned,
     examples: Ontology | Sequence[Example] | None = None,
-    alphas: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0),
+    alphas: Sequence[float] = ALPHAS,
     mode: str = "delta",
     max_items: int | None = None,
     batch_size: int = 128,
@@ -176,7 +198,9 @@ def evaluate_swaps(
     for held-out templates and the full ontology as `lookup`). Same trials, `lookup` and `max_new_tokens` → same
     per-trial outputs (`seed` then only picks the shown examples). `lookup` ((entity, concept) → answer) also
     defines each concept's values for the "type_target" rate and, with the golds, the generation length.
-    `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`.
+    `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`; the
+    default grid is `ALPHAS`. Every trial is decoded by `greedy_decode` under `swap_hooks` (per-row concepts, the
+    last prompt position of each row), the hooks users install: what is scored is what `model.generate` gives.
     """
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
@@ -222,11 +246,10 @@ def evaluate_swaps(
     pair_counts.index_put_((src, tgt), torch.ones_like(src), accumulate=True)
     for alpha in alphas:
 
-        def edit(h, rows, alpha=alpha):
-            rows = rows.cpu()
-            return ed(h, src[rows], tgt[rows], float(alpha))
+        def hooks(rows: Tensor, last: Tensor, alpha=float(alpha)) -> list:
+            return swap_hooks(ed, src[rows], tgt[rows], alpha, position=last, prefill_only=False)
 
-        gens = greedy_decode(model, trial_toks, max_new, ed.hook_name, edit, batch_size)
+        gens = greedy_decode(model, trial_toks, max_new, batch_size, hooks)
         hits = {s: torch.zeros(c, c) for s in SCORERS}
         n_kept = n_typed = 0
         totals = dict.fromkeys(SCORERS, 0)

@@ -56,9 +56,9 @@ def write_report(
 
 
 def evaluation_sections(result: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """Report sections for one `analysis.evaluate` result: summary, binding heatmap, swap curves, pair matrix at
+    """Report sections for one `evals.evaluate` result: summary, binding heatmap, swap curves, pair matrix at
     the best α, swap table and example generations (the swap parts only when swaps were run)."""
-    from align_lens.analysis.evaluate import headline
+    from align_lens.evals.evaluate import headline
     from align_lens.interventions.swaps import swap_table
     from align_lens.viz import figures
 

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from align_lens.activations.gather import gather_token_activations
-from align_lens.analysis.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.evals.binding import off_ontology_silence
+from align_lens.evals.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.files import output_folder, strict_json
+from align_lens.interventions.editors import ALPHAS
 from align_lens.training.config import AlignConfig, LossWeights, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
@@ -61,7 +62,7 @@ class DemoConfig:
     align: AlignConfig = field(
         default_factory=lambda: AlignConfig(epochs=4, batch_size=256, weights=LossWeights(reconstruction=10.0))
     )
-    alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+    alphas: tuple[float, ...] = ALPHAS
     swap_items: int | None = 40  # base prompts per source concept (held-out templates)
     task_items: int | None = 300  # examples for task accuracy with the SAE spliced in
     seed: int = 0

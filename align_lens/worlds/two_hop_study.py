@@ -1,6 +1,6 @@
 """Step-wise AlignSAE on an explicit-format two-hop model: binding per step, bridge-entity binding, swaps at each hop.
 
-Swaps reuse `evaluate_swaps` (exact scoring of the whole greedy continuation up to <eos>):
+Swaps run through the evaluation stage's `choose_swap` (exact scoring of the whole greedy continuation up to <eos>):
 
   step 2 (official)  prompt "Q: ... A: e2", concept r2 at the bridge token; r2 → r' must give f(e2, r')
   step 1 (new)       prompt "Q: ... A:", concept r1 at the answer position; r1 → r' must give the whole
@@ -8,14 +8,13 @@ Swaps reuse `evaluate_swaps` (exact scoring of the whole greedy continuation up 
 
 For step 1 the base example's `entity` is the key "e1|r2", so the (entity, concept) → answer lookup of
 `evaluate_swaps` holds the counterfactual chain. α is chosen on a validation half of the held-out compositions
-and reported on the other half, for the aligned slots and for DiffMean (class means of the step's own training
+and reported on the other half (`choose_swap`), for the aligned slots and for DiffMean (class means of the step's own training
 activations, `DirectionEditor`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -24,8 +23,8 @@ import torch
 from align_lens.activations.gather import gather_activations, gather_token_activations
 from align_lens.analysis.baselines import diffmean_directions, linear_probe
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
-from align_lens.interventions.editors import DirectionEditor, SlotEditor
-from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.evals.selection import Candidate, choose_swap
+from align_lens.interventions.editors import ALPHAS, DirectionEditor, SlotEditor
 from align_lens.ontology import Example, Ontology
 from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
@@ -43,8 +42,7 @@ class StudyConfig:
     n_heldout: int = 2000  # held-out compositions (half validation, half test for swaps)
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(d_sae=512, k=16, steps=1000, batch_size=512))
     align_epochs: int = 10
-    alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-    diffmean_alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+    alphas: tuple[float, ...] = ALPHAS  # for the aligned slots and DiffMean
     swap_items: int = 10  # base prompts per source relation, per half
     seed: int = 0
     device: str = "cpu"
@@ -75,30 +73,35 @@ def _halves(items: list[Example], seed: int) -> tuple[list[Example], list[Exampl
     return [items[i] for i in order[:half]], [items[i] for i in order[half:]]
 
 
-def swap_at_step(
-    model, editor, world: TwoHopWorld, step: str, alphas: Sequence[float], cfg: StudyConfig
-) -> dict[str, Any]:
-    """Exact swap success by α on validation prompts, then on test prompts at the best validation α."""
+def swap_at_step(model, editor, world: TwoHopWorld, step: str, cfg: StudyConfig) -> dict[str, Any]:
+    """Exact swap success at one step, α chosen on validation prompts and reported on test prompts (`choose_swap`)."""
     items, lookup = swap_examples(world, step, cfg)
     val, test = _halves(items, cfg.seed)
-    kw: dict[str, Any] = dict(
-        lookup=lookup, max_items=cfg.swap_items, seed=cfg.seed, max_new_tokens=4 if step == "step1" else 3
+    r = choose_swap(
+        model,
+        [Candidate(step, editor, cfg.alphas)],
+        val,
+        test,
+        lookup,
+        val_items=cfg.swap_items,
+        test_items=cfg.swap_items,
+        seed=cfg.seed,
+        max_new_tokens=4 if step == "step1" else 3,
     )
-    res_val = evaluate_swaps(model, editor, val, alphas=alphas, **kw)
-    alpha, val_rate = res_val.best("exact")
-    res_test = evaluate_swaps(model, editor, test, alphas=[alpha], **kw)
+    res = r["test"]
+    i = res["alphas"].index(r["alpha"])
     return {
-        "alpha": alpha,
-        "validation_exact": val_rate,
-        "validation_by_alpha": dict(zip(res_val.alphas, res_val.success["exact"])),
-        "test_exact": res_test.success["exact"][0],
-        "test_ci": res_test.ci["exact"][0],
-        "test_first_token": res_test.success["first_token"][0],
-        "test_kept_source": res_test.kept_source[0],
-        "clean_accuracy": res_test.clean_accuracy,
-        "pair_exact": res_test.pair["exact"][0],
-        "n_trials": res_test.counts["n_trials"],
-        "examples": res_test.examples[:3],
+        "alpha": r["alpha"],
+        "validation_exact": r["val_exact"],
+        "validation_by_alpha": dict(zip(r["val_by_candidate"][step]["alphas"], r["val_by_candidate"][step]["exact"])),
+        "test_exact": r["test_exact"],
+        "test_ci": r["test_ci"],
+        "test_first_token": res["success"]["first_token"][i],
+        "test_kept_source": r["kept_source"],
+        "clean_accuracy": res["clean_accuracy"],
+        "pair_exact": res["pair"]["exact"][i],
+        "n_trials": r["test_trials"],
+        "examples": res["examples"][:3],
     }
 
 
@@ -150,10 +153,8 @@ def run_two_hop_study(model, world: TwoHopWorld, cfg: StudyConfig | None = None)
         m = torch.tensor([(e.template or "").startswith(step) for e in rel.select("train")])
         dm = diffmean_directions(rel_acts["train"][m], rel.labels("train")[m], rel.n_concepts)
         swaps[step] = {
-            "aligned_delta": swap_at_step(model, SlotEditor(aligned, "delta"), world, step, cfg.alphas, cfg),
-            "diffmean": swap_at_step(
-                model, DirectionEditor(dm["means"], rel.names, cfg.hook_name), world, step, cfg.diffmean_alphas, cfg
-            ),
+            "aligned_delta": swap_at_step(model, SlotEditor(aligned, "delta"), world, step, cfg),
+            "diffmean": swap_at_step(model, DirectionEditor(dm["means"], rel.names, cfg.hook_name), world, step, cfg),
         }
     out["swaps"] = swaps
     out["aligned"] = aligned

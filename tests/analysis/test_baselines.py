@@ -7,7 +7,7 @@ import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
 from align_lens.analysis import baselines
-from align_lens.analysis.evaluate import HEADLINE
+from align_lens.evals.evaluate import HEADLINE
 from align_lens.interventions.editors import DirectionEditor, LatentEditor
 
 
@@ -74,7 +74,6 @@ def test_compare_baselines_on_trained_model(trained):
         trained["aligned"],
         trained["ontology"],
         alphas=(1.0, 2.0),
-        diffmean_alphas=(1.0,),
         steer_alphas=(1.0,),
         max_items=3,
         task_items=4,

@@ -18,6 +18,7 @@ from align_lens import AlignedSAE
 from align_lens.adapter import save_transformer
 from align_lens.cli import build_parser, main
 from align_lens.cli.options import default_of
+from align_lens.evals.evaluate import EvalConfig
 from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.worlds.demo import DemoConfig
 
@@ -213,6 +214,13 @@ def test_defaults_come_from_the_config_dataclasses():
     assert demo.epochs == DemoConfig().align.epochs == default_of(DemoConfig, "align.epochs")
     assert demo.hook == DemoConfig().hook_name and demo.out_dir == DemoConfig().out_dir
     assert demo.stage1_steps == DemoConfig().stage1.steps and demo.d_sae == DemoConfig().stage1.d_sae
+    ev = parser.parse_args(["eval", "--sae", "s", "--out", "o"])
+    assert (ev.validation_entities, ev.test_entities, tuple(ev.modes)) == (0, None, ())
+    assert tuple(ev.alphas) == EvalConfig().alphas
+    ev = parser.parse_args(
+        ["eval", "--sae", "s", "--out", "o", "--validation-entities", "5", "--modes", "delta", "paper"]
+    )
+    assert ev.validation_entities == 5 and ev.modes == ["delta", "paper"]
 
 
 def _commands() -> list[str]:

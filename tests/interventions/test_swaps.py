@@ -5,11 +5,15 @@ The `trained` fixture lives in conftest.py.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from align_lens import interventions as iv
 from align_lens.activations.gather import gather_activations
+from align_lens.adapter import stop_ids, tokenize
+from align_lens.evals.decoding import decode_tokens
 
 
 def _quiet_pair(trained, example):
@@ -75,21 +79,46 @@ def test_generate_with_swap_hook_changes_the_answer(trained):
     assert row["outputs"][2.0].split()[0] == new
 
 
-def test_hooks_agree_with_batched_decoder(trained):
-    """swap_hooks + run_with_hooks and the batched right-padded decoder give the same first token."""
-    model, al = trained["model"], trained["aligned"]
-    items = [e for e in trained["heldout_sample"] if e.concept == "MAJOR"][:3]
-    from align_lens.evals.decoding import greedy_decode
+def test_generate_under_swap_hooks_matches_evaluate_swaps(trained):
+    """What is measured is what ships: `model.generate` (prefill-only edit, KV cache) under `swap_hooks` gives the
+    tokens `evaluate_swaps` scored, trial by trial and for a batch of prompts of different lengths with a
+    different swap on each row (per-row concept indices)."""
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    trials, pairs, lengths = [], set(), set()
+    for t in iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, ont, seed=1):
+        n = len(tokenize(model, [t.prompt])[0])
+        if len(trials) < 6 and (t.source, t.target) not in pairs and (n not in lengths or len(lengths) >= 3):
+            pairs.add((t.source, t.target))
+            lengths.add(n)
+            trials.append(t)
+    toks = tokenize(model, [t.prompt for t in trials])
+    assert len({len(x) for x in toks}) >= 3  # prompts of different lengths share one right-padded batch
+    alpha, max_new = 2.0, 6
+    res = iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), lookup=ont, max_new_tokens=max_new)
+    measured = [row["generated"] for row in res.outputs]
+    assert len(set(measured)) > 1
+    stops = stop_ids(model)
+
+    def cut(ids: list[int]) -> str:
+        ends = [i for i, x in enumerate(ids) if x in stops]
+        return decode_tokens(model, ids[: ends[0]] if ends else ids)
+
+    one_by_one = []
+    for t, x in zip(trials, toks):
+        with model.hooks(fwd_hooks=iv.swap_hooks(al, t.source, t.target, alpha)):
+            out = model.generate(x[None], max_new_tokens=max_new, do_sample=False, verbose=False)
+        one_by_one.append(cut(out[0, len(x) :].tolist()))
+    assert one_by_one == measured
 
     ed = iv.slot_editor(al, "delta")
-    src = torch.full((len(items),), ed.index("MAJOR"))
-    tgt = torch.full((len(items),), ed.index("UNIVERSITY"))
-    gens = greedy_decode(model, [e.prompt for e in items], 1, trained["hook"], lambda h, r: ed(h, src[r], tgt[r], 1.5))
-    for e, g in zip(items, gens):
-        logits = model.run_with_hooks(
-            model.to_tokens(e.prompt), fwd_hooks=iv.swap_hooks(al, "MAJOR", "UNIVERSITY", 1.5)
-        )
-        assert int(logits[0, -1].argmax()) == g[0]
+    src = torch.tensor([ed.index(t.source) for t in trials])
+    tgt = torch.tensor([ed.index(t.target) for t in trials])
+    prompts = [t.prompt for t in trials]
+    with model.hooks(fwd_hooks=iv.swap_hooks(al, src, tgt, alpha)):  # last prompt token: -1 under left padding
+        out = model.generate(prompts, max_new_tokens=max_new, do_sample=False, verbose=False, return_type="tokens")
+    width = model.to_tokens(prompts, padding_side="left").shape[1]
+    batched = [cut(row[width:].tolist()) for row in out]
+    assert batched == measured
 
 
 def test_evaluate_swaps_on_trained_model(trained):
@@ -118,6 +147,9 @@ def test_wilson_interval():
 
     lo, hi = wilson(50, 100)
     assert lo < 0.5 < hi and hi - lo == pytest.approx(0.192, abs=0.01)
+    assert wilson(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # the textbook Wilson score interval
+    assert wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and wilson(10, 10)[1] == pytest.approx(1.0)
+    assert all(map(math.isnan, wilson(0, 0)))
 
 
 def test_sample_swap_trials_is_reproducible(trained):

@@ -43,7 +43,6 @@ def test_tiny_study_runs_end_to_end(world, tmp_path):
         stage1=Stage1Config(d_sae=32, k=4, steps=5, batch_size=512),
         align_epochs=1,
         alphas=(1.0,),
-        diffmean_alphas=(1.0,),
         swap_items=2,
     )
     res = run_two_hop_study(model, world, cfg)

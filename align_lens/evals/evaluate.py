@@ -1,7 +1,9 @@
 """One evaluation of an aligned SAE: `evaluate(model, aligned, ontology, EvalConfig(...))` → one result dict.
 
 The demo, the CLI's `eval`, the studies and the baselines table all read their numbers from this one result
-shape (keys in `HEADLINE` and `DETAILS`), so a number has one name everywhere.
+shape (keys in `HEADLINE` and `DETAILS`), so a number has one name everywhere. With
+`EvalConfig(validation_entities=n)` the swap mode and α are chosen on n entities and reported on the others
+(`selection.choose_swap`, the one place a swap strength is chosen on validation).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from align_lens.adapter import check_sae_fits
 from align_lens.evals.binding import binding_metrics, encode_in_chunks, fragmentation
 from align_lens.evals.decoding import SCORERS
 from align_lens.evals.fidelity import fidelity, task_accuracy
+from align_lens.evals.selection import Candidate, choose_swap, people_split
+from align_lens.interventions.editors import ALPHAS, MODES, slot_editor
 from align_lens.interventions.swaps import SwapResults, evaluate_swaps
 from align_lens.interventions.trials import SwapTrial
 from align_lens.ontology import Ontology
@@ -48,18 +52,29 @@ HEADLINE = (
     "swap_kept_source_at_best",  # at swap_best_alpha: output still A's answer
     "swap_type_target_at_best",  # at swap_best_alpha: output some value of B's type
     "swap_trials",
+    "swap_exact_chosen",  # with validation_entities: exact success on the test entities at the (mode, α) chosen
+    "swap_chosen_alpha",  # on the validation entities, its α, its Wilson 95 % interval and the validation rate
+    "swap_chosen_ci_low",
+    "swap_chosen_ci_high",
+    "swap_exact_validation",
 )
 # Details: concepts (SAE order), fidelity_on, binding {train, heldout}, fidelity {aligned, stage1},
-# fragmentation, task_accuracy {clean, aligned_spliced, stage1_spliced}, swap (SwapResults.to_dict()).
-DETAILS = ("concepts", "fidelity_on", "binding", "fidelity", "fragmentation", "task_accuracy", "swap")
+# fragmentation, task_accuracy {clean, aligned_spliced, stage1_spliced}, swap (SwapResults.to_dict(): with
+# validation_entities, of the test entities), swap_choice (`choose_swap`'s result without "test": mode, α, ...).
+DETAILS = ("concepts", "fidelity_on", "binding", "fidelity", "fragmentation", "task_accuracy", "swap", "swap_choice")
 
 
 @dataclass
 class EvalConfig:
     """What `evaluate` measures and how much of it; the defaults are the demo's."""
 
-    alphas: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)  # swap strengths, in the editor's unit
+    alphas: tuple[float, ...] = ALPHAS  # swap strengths, in the editor's unit
     swap_mode: str = "delta"  # "delta" (α × slot scale), "paper" (α = slot value) or "steer" (α × ‖h‖)
+    # > 0: choose (mode, α) on this many entities' prompts of `split` (a seeded draw, `people_split`), report swaps on
+    # `test_entities` others (None: all the others); 0: every entity, best α on the reported trials (optimistic)
+    validation_entities: int = 0
+    test_entities: int | None = None
+    modes: tuple[str, ...] = ()  # modes to choose from on validation (default: just swap_mode)
     split: str = "heldout"  # prompts for swaps and task accuracy (all examples when the split is empty)
     swap_items: int | None = 40  # base prompts per source concept (seeded sample); None: all
     swap_trials: list[SwapTrial] | None = None  # explicit trials or their dicts (overrides swap_items and seed)
@@ -75,6 +90,15 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.best_by not in SCORERS:
             raise ValueError(f"best_by must be one of {SCORERS}, got {self.best_by!r}")
+        for m in self.modes or (self.swap_mode,):
+            if m not in MODES:
+                raise ValueError(f"swap modes must be among {MODES}, got {m!r}")
+        if self.modes and not self.validation_entities:
+            raise ValueError("modes= are chosen among on validation: set validation_entities > 0 (or use swap_mode)")
+        if self.validation_entities < 0:
+            raise ValueError(
+                f"validation_entities must be ≥ 0 (0: no validation split), got {self.validation_entities}"
+            )
 
 
 def split_activations(
@@ -180,7 +204,9 @@ def evaluate(
             if key in task:
                 out[f"task_acc_{key}"] = task[key]["exact"]
 
-    if config.swaps:
+    if config.swaps and config.validation_entities:
+        out |= _chosen_swaps(model, aligned, ontology, examples, config)
+    elif config.swaps:
         swaps = evaluate_swaps(
             model,
             aligned,
@@ -196,6 +222,37 @@ def evaluate(
         out["swap"] = swaps.to_dict()
         out |= swap_headline(swaps, config.best_by)
     return out
+
+
+def _chosen_swaps(model, aligned, ontology: Ontology, examples, config: EvalConfig) -> dict[str, Any]:
+    """Swaps with (mode, α) chosen on `config.validation_entities` entities and reported on the test entities."""
+    if config.swap_trials is not None:
+        raise ValueError("swap_trials and validation_entities exclude each other: give one")
+    people = people_split(ontology, config.validation_entities, config.test_entities, config.seed)
+    candidates = [Candidate(m, slot_editor(aligned, m), config.alphas) for m in config.modes or (config.swap_mode,)]
+    r = choose_swap(
+        model,
+        candidates,
+        [e for e in examples if e.entity in people["val"]],
+        [e for e in examples if e.entity in people["test"]],
+        ontology,
+        val_items=config.swap_items,
+        test_items=config.swap_items,
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    test = r.pop("test")
+    return (
+        {"swap": test, "swap_choice": r}
+        | swap_headline(SwapResults(**test), config.best_by)
+        | {
+            "swap_exact_chosen": r["test_exact"],
+            "swap_chosen_alpha": r["alpha"],
+            "swap_chosen_ci_low": r["test_ci"][0],
+            "swap_chosen_ci_high": r["test_ci"][1],
+            "swap_exact_validation": r["val_exact"],
+        }
+    )
 
 
 def swap_headline(swaps: SwapResults, best_by: str = "exact") -> dict[str, float]:

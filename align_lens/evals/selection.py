@@ -1,10 +1,11 @@
-"""An honest swap protocol: α (and the swap mode) chosen on validation people, success reported on other people.
+"""(Mode, α) chosen on validation, success reported on test: the one place a swap strength is chosen.
 
-People are split three ways (`people_split`): Stage 2 and the baselines train on the *train* people's
-training-template prompts; every method's (mode, α) is chosen by exact swap success on the *validation* people's
-held-out-template prompts; the reported number is exact success on the *test* people's held-out-template prompts
-at that choice, with its Wilson 95 % interval. The best α on the test trials themselves is kept beside it, labelled
-as an upper bound (it is selected on the data it reports).
+`choose_swap` takes candidate editors (each with its α grid), picks the (candidate, α) with the highest exact
+swap success on the validation examples, and reports exact success on the test examples at that choice, with its
+Wilson 95 % interval and the per-trial outputs. The best α on the test trials themselves is kept beside it,
+labelled as an upper bound (it is selected on the data it reports). `evaluate(EvalConfig(validation_entities=n))`,
+the one-hop protocol (benchmarks/swap_protocol.py: entities split three ways by `people_split`, Stage 2 on the
+train people) and the two-hop swaps at each step all call it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from align_lens.interventions.editors import Editor
+from align_lens.evals.decoding import normalize
+from align_lens.interventions.editors import ALPHAS, Editor
 from align_lens.interventions.swaps import evaluate_swaps
+from align_lens.interventions.trials import answer_lookup
 from align_lens.ontology import Example, Ontology
 
 
-def people_split(ontology: Ontology, n_val: int, n_test: int, seed: int = 0) -> dict[str, set[str]]:
+def people_split(ontology: Ontology, n_val: int, n_test: int | None = None, seed: int = 0) -> dict[str, set[str]]:
     """Disjoint entity sets {"train", "val", "test"}: a seeded shuffle of the ontology's entities (sorted first, so
-    the split does not depend on example order); val and test take `n_val` and `n_test`, train the rest."""
+    the split does not depend on example order); val and test take `n_val` and `n_test`, train the rest (with
+    `n_test=None` test takes all the rest and train is empty)."""
     people = sorted({e.entity for e in ontology.examples if e.entity is not None})
-    if n_val + n_test >= len(people):
+    if n_test is None:
+        if n_val >= len(people):
+            raise ValueError(f"{len(people)} entities cannot give {n_val} validation and leave some to test")
+        n_test = len(people) - n_val
+    elif n_val + n_test >= len(people):
         raise ValueError(
             f"{len(people)} entities cannot give {n_val} validation + {n_test} test and leave some to train"
         )
@@ -51,10 +59,10 @@ class Candidate:
 
     label: str  # e.g. "delta", "paper"
     editor: Editor
-    alphas: Sequence[float]
+    alphas: Sequence[float] = ALPHAS
 
 
-def honest_swap(
+def choose_swap(
     model,
     candidates: Sequence[Candidate],
     val_examples: Sequence[Example],
@@ -65,13 +73,16 @@ def honest_swap(
     batch_size: int = 128,
     seed: int = 0,
     entity_names: dict[str, str] | None = None,
+    max_new_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Choose (candidate, α) by exact success on `val_examples` (≤ `val_items` base prompts per source concept),
-    then evaluate that candidate's whole α grid on `test_examples` (≤ `test_items` per concept; None: all).
+    """Choose (candidate, α) by exact success on `val_examples` (≤ `val_items` base prompts per source concept,
+    trials drawn with `seed`), then evaluate that candidate's whole α grid on `test_examples` (≤ `test_items` per
+    concept, None: all; trials drawn with `seed + 1`). Ties go to the first candidate, then the first α.
 
     Returns {mode, alpha, val_exact, test_exact, test_ci (Wilson 95 %), test_trials, kept_source, type_target (at
     the chosen α), upper_bound_exact / upper_bound_alpha (best α of the chosen mode on the test trials: optimistic),
-    val_by_candidate: {label: exact by α}, test_by_alpha: exact by α, misses: `miss_breakdown` at the chosen α}.
+    val_by_candidate: {label: exact by α}, test_by_alpha: exact by α, misses: `miss_breakdown` at the chosen α,
+    test: the test `SwapResults.to_dict()` (trials and per-trial outputs at every α)}.
     """
     if not candidates:
         raise ValueError("give at least one Candidate")
@@ -87,6 +98,7 @@ def honest_swap(
             lookup=lookup,
             seed=seed,
             batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
         )
         val[cand.label] = {"alphas": res.alphas, "exact": res.success["exact"], "trials": res.counts["n_trials"]}
         for a, s in zip(res.alphas, res.success["exact"]):
@@ -104,6 +116,7 @@ def honest_swap(
         lookup=lookup,
         seed=seed + 1,
         batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
     )
     i = res.alphas.index(float(alpha))
     ub_alpha, ub = res.best("exact")
@@ -121,6 +134,7 @@ def honest_swap(
         "val_by_candidate": val,
         "test_by_alpha": dict(zip(res.alphas, res.success["exact"])),
         "misses": miss_breakdown(res, alpha, lookup, entity_names),
+        "test": res.to_dict(),
     }
 
 
@@ -129,9 +143,6 @@ def miss_breakdown(res, alpha: float, lookup, entity_names: dict[str, str] | Non
     kept_source (A's answer), own_other_relation (the same person's value of a third relation), other_person
     (another person's value of B; with `entity_names`, `other_person_shares_name` counts those whose owner shares
     the first or last name with the asked person), other (anything else)."""
-    from align_lens.evals.decoding import normalize
-    from align_lens.interventions.trials import answer_lookup
-
     table = answer_lookup(lookup)
     owners: dict[tuple[str, str], set[str]] = {}
     for (ent, c), a in table.items():

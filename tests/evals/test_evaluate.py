@@ -10,9 +10,17 @@ import math
 import pytest
 
 from align_lens import EvalConfig, Ontology, OntologyError, evaluate
-from align_lens.analysis.evaluate import DETAILS, HEADLINE, headline
+from align_lens.evals.evaluate import DETAILS, HEADLINE, headline
+from align_lens.evals.selection import people_split
 
 SMALL = EvalConfig(alphas=(1.0, 2.0), swap_items=2, task_items=12)
+CHOSEN = (
+    "swap_exact_chosen",
+    "swap_chosen_alpha",
+    "swap_chosen_ci_low",
+    "swap_chosen_ci_high",
+    "swap_exact_validation",
+)
 
 
 def _same(a, b) -> bool:
@@ -24,7 +32,9 @@ def test_one_key_vocabulary(trained):
     acts = {"train": trained["train_acts"], "heldout": trained["heldout_acts"]}
     r = evaluate(model, al, ont, SMALL, stage1=trained["sae"], acts=acts)
     assert set(r) == set(HEADLINE) | set(DETAILS)
-    assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in headline(r).values()), headline(r)
+    measured = {k: v for k, v in headline(r).items() if k not in CHOSEN}
+    assert all(isinstance(v, (int, float)) and not math.isnan(v) for v in measured.values()), measured
+    assert all(math.isnan(r[k]) for k in CHOSEN) and r["swap_choice"] is None  # no validation split asked for
     assert r["binding_heldout"] > 0.9 and r["concepts"] == al.cfg.concept_names
     assert r["swap_best_alpha"] in (1.0, 2.0) and r["swap_trials"] == r["swap"]["counts"]["n_trials"]
     assert r["swap_exact_best"] == max(r["swap"]["success"]["exact"]) and r["swap"]["unit"] == "slot_scale"
@@ -69,3 +79,27 @@ def test_explicit_trials_give_the_same_swaps(trained):
     again = evaluate(model, al, ont, EvalConfig(alphas=(1.0,), swap_trials=trials, task_accuracy=False, seed=9))
     assert again["swap"]["outputs"] == first["swap"]["outputs"]
     assert again["swap_exact_best"] == first["swap_exact_best"]
+
+
+def test_mode_and_alpha_chosen_on_validation_entities(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    cfg = EvalConfig(
+        alphas=(0.0, 2.0), modes=("paper", "delta"), validation_entities=8, swap_items=2, task_accuracy=False
+    )
+    r = evaluate(model, al, ont, cfg)
+    choice = r["swap_choice"]
+    people = people_split(ont, 8, None, cfg.seed)
+    assert {t["entity"] for t in r["swap"]["trials"]} <= people["test"]
+    val = [(s, m, a) for m, v in choice["val_by_candidate"].items() for a, s in zip(v["alphas"], v["exact"])]
+    assert (r["swap_exact_validation"], choice["mode"], r["swap_chosen_alpha"]) == max(val, key=lambda x: x[0])
+    assert r["swap_chosen_alpha"] == 2.0  # α = 0 never swaps in delta mode; paper mode at 0 or 2 barely
+    i = r["swap"]["alphas"].index(r["swap_chosen_alpha"])
+    assert r["swap_exact_chosen"] == r["swap"]["success"]["exact"][i] and r["swap"]["mode"] == choice["mode"]
+    assert r["swap_chosen_ci_low"] <= r["swap_exact_chosen"] <= r["swap_chosen_ci_high"]
+    assert r["swap_exact_best"] >= r["swap_exact_chosen"]  # best α on the test trials: the upper bound
+    with pytest.raises(ValueError, match="swap modes"):
+        EvalConfig(modes=("nope",), validation_entities=8)
+    with pytest.raises(ValueError, match="validation_entities > 0"):
+        EvalConfig(modes=("delta", "paper"))
+    with pytest.raises(ValueError, match="exclude each other"):
+        evaluate(model, al, ont, EvalConfig(validation_entities=8, swap_trials=r["swap"]["trials"]))
