@@ -355,14 +355,18 @@ class BpeBioWorld(SavedParams):
         test_people = self.people_of(people_split)[:n_people]
         all_ph = phrasings()
         examples = [self._example(p, ph, "train") for ph in all_ph if ph.split == "train" for p in train_people]
-        examples += [self._example(p, ph, "heldout") for ph in all_ph if ph.split == phrasing_split for p in test_people]
+        examples += [
+            self._example(p, ph, "heldout") for ph in all_ph if ph.split == phrasing_split for p in test_people
+        ]
         return Ontology([Concept(r, DESCRIPTIONS[r]) for r in RELATIONS], examples)
 
     def write_ontology(self, path: str | Path, heldout: str = "phrasings", n_people: int | None = None) -> Path:
         """`ontology(heldout, n_people)` as JSONL lines {"prompt", "concept", "answer", "entity", "split"}."""
         path = Path(path)
         lines = [
-            json.dumps({"prompt": e.prompt, "concept": e.concept, "answer": e.answer, "entity": e.entity, "split": e.split})
+            json.dumps(
+                {"prompt": e.prompt, "concept": e.concept, "answer": e.answer, "entity": e.entity, "split": e.split}
+            )
             for e in self.ontology(heldout, n_people).examples
         ]
         path.write_text("\n".join(lines) + "\n")

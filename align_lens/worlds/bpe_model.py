@@ -195,13 +195,14 @@ def train_bpe_model(
     eval_every: int = 200,
     eval_people: int = 200,
     eval_examples_max: int = 600,
+    final_examples_max: int = 3000,
     keep_checkpoints: bool = True,
     progress: bool = True,
 ):
     """Train the GPT-2-shaped model from scratch on `world` (CPU); resumable from `out_dir/checkpoints`.
 
     Writes the full-vocabulary model in compact storage (`save_compact`), `world.json`, `train_log.jsonl`
-    (periodic evaluations on `eval_examples_max` prompts of `eval_people` people per group) and `eval.json` (3,000 prompts of every set, from every person) into `out_dir`, and
+    (periodic evaluations on `eval_examples_max` prompts of `eval_people` people per group) and `eval.json` (`final_examples_max` prompts of every set, over every person) into `out_dir`, and
     returns the model. The same seed gives the same weights, also across an interruption (same `threads`).
     """
     previous_threads = torch.get_num_threads()
@@ -245,14 +246,16 @@ def train_bpe_model(
                 row = {"step": step, "epoch": epoch, "loss": loss.item(), "wall_s": round(time.time() - t0, 1)}
                 with open(out / LOG_FILE, "a") as f:
                     f.write(json.dumps({**row, **acc}) + "\n")
-                bar.set_postfix(loss=f"{loss.item():.3f}", **{s: f"{acc[s]['all']['full']:.3f}" for s in EVAL_SETS})
+                bar.set_postfix(
+                    {"loss": f"{loss.item():.3f}", **{s: f"{acc[s]['all']['full']:.3f}" for s in EVAL_SETS}}
+                )
             if step % checkpoint_every == 0 or step == steps:
                 _save_checkpoint(ckpt_dir, compact, opt, meta, step, epoch, batch)
         bar.close()
         model = expand_vocab(compact.eval(), torch.tensor(rows), VOCAB_SIZE, tokenizer)
         save_compact(model, torch.tensor(rows), out)
         model = load_compact(out)
-        (out / EVAL_FILE).write_text(json.dumps(evaluate(model, world), indent=1))
+        (out / EVAL_FILE).write_text(json.dumps(evaluate(model, world, None, final_examples_max), indent=1))
         if not keep_checkpoints:
             shutil.rmtree(ckpt_dir)
         return model

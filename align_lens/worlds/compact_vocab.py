@@ -27,7 +27,7 @@ VOCAB_TENSORS = {"embed.W_E": 0, "unembed.W_U": 1, "unembed.b_U": 0}  # name →
 
 def expand_vocab(compact, rows: Int[Tensor, " n_used"], d_vocab: int, tokenizer=None):
     """A model with `d_vocab` tokens whose token `rows[i]` is token i of `compact`; every other token gets the fill."""
-    cfg = compact.cfg.to_dict()
+    cfg = dict(compact.cfg.to_dict())  # to_dict returns the live __dict__
     cfg.update(d_vocab=d_vocab, d_vocab_out=d_vocab)
     cfg["dtype"] = compact.cfg.dtype
     cfg.pop("device", None)
@@ -65,7 +65,7 @@ def save_compact(model, rows: Int[Tensor, " n_used"], path: str | Path) -> Path:
             tensor = tensor.index_select(dim, rows)
         out[name] = (tensor.to(torch.float16) if tensor.is_floating_point() else tensor).contiguous()
     out[VOCAB_ROWS] = rows.contiguous()
-    cfg = model.cfg.to_dict()
+    cfg = dict(model.cfg.to_dict())
     cfg["dtype"] = "float32"
     cfg.pop("device", None)
     (path / MODEL_CONFIG).write_text(json.dumps(cfg, indent=1, default=str))

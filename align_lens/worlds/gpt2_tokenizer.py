@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import GPT2TokenizerFast
+from transformers import GPT2Tokenizer  # the fast (tokenizers) class; GPT2TokenizerFast is its alias
 
 BPE_DIR = Path(__file__).parent / "data" / "gpt2_bpe"
 ENDOFTEXT = "<|endoftext|>"
@@ -16,7 +16,7 @@ ENDOFTEXT_ID = 50256
 VOCAB_SIZE = 50257
 
 
-def load_gpt2_tokenizer(path: str | Path = BPE_DIR) -> GPT2TokenizerFast:
+def load_gpt2_tokenizer(path: str | Path = BPE_DIR) -> GPT2Tokenizer:
     """GPT-2's tokenizer from a folder holding `encoder.json` and `vocab.bpe` (default: the shipped copy).
 
     The folder is the tokenizer's `name_or_path`, which TransformerLens' `set_tokenizer` reloads from.
@@ -25,7 +25,7 @@ def load_gpt2_tokenizer(path: str | Path = BPE_DIR) -> GPT2TokenizerFast:
     missing = [f for f in ("encoder.json", "vocab.bpe") if not (path / f).exists()]
     if missing:
         raise FileNotFoundError(f"{path} lacks {missing}; give the folder holding GPT-2's encoder.json and vocab.bpe.")
-    return GPT2TokenizerFast.from_pretrained(
+    return GPT2Tokenizer.from_pretrained(
         str(path),
         vocab_file=str(path / "encoder.json"),
         merges_file=str(path / "vocab.bpe"),
