@@ -4,7 +4,9 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer
 
-from align_lens.adapter import build_model
+from align_lens.activations.gather import gather_activations
+from align_lens.adapter import answer_tokens, build_model, tokenize
+from align_lens.evals.decoding import greedy_decode
 from align_lens.worlds.bio_bpe import BpeBioWorld
 from align_lens.worlds.bpe_model import (
     answer_accuracy,
@@ -128,3 +130,19 @@ def test_same_seed_same_weights(world, tmp_path):
     a, b = train(tmp_path / "a"), train(tmp_path / "b")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
+
+
+def test_library_helpers_batch_prompts_of_different_lengths_like_single_prompts(world, tok, model):
+    """The adapter's right-padded gathering and greedy decoding read each prompt's own last token on GPT-2's
+    tokenizer (BOS once, answers without BOS)."""
+    m, _ = model
+    examples = eval_examples(world, "people", max_examples=10)
+    prompts = [e.prompt for e in examples]
+    hook = "blocks.1.hook_resid_post"
+    batched = gather_activations(m, prompts, hook, batch_size=len(prompts))
+    single = torch.cat([gather_activations(m, [p], hook) for p in prompts])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+    assert greedy_decode(m, prompts, 4, batch_size=len(prompts)) == [greedy_decode(m, [p], 4)[0] for p in prompts]
+    assert tokenize(m, prompts[:1])[0].tolist() == tok(prompts[0])["input_ids"]
+    answer = examples[0].answer or ""
+    assert answer_tokens(m, answer) == tok(answer, add_special_tokens=False)["input_ids"]
