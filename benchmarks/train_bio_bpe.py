@@ -17,7 +17,7 @@ from align_lens.worlds.bpe_model import EVAL_FILE, EVAL_SETS, train_bpe_model
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--n-people", type=int, default=2000)
     ap.add_argument("--layers", type=int, default=4)
