@@ -110,6 +110,7 @@ def test_padded_batch_equals_one_prompt_at_a_time(world, tok, model, side):
         assert logits[i, last[i]].argmax() == single_logits[0, -1].argmax()
 
 
+@pytest.mark.slow  # two short trainings with their final evaluation: ~20 s on a loaded 2-core machine
 def test_same_seed_same_weights(world, tmp_path):
     def train(out):
         return train_bpe_model(
