@@ -1,0 +1,50 @@
+"""Train the GPT-2-shaped model on the BPE biography world (issue 19) and print its accuracy table.
+
+Usage: python benchmarks/train_bio_bpe.py --out runs/bio_bpe_model [--steps 650] [--threads 1]
+
+Resumable: rerun the same command after an interruption. Writes the compact-storage model folder, world.json,
+train_log.jsonl and eval.json (exact greedy whole-answer accuracy; see align_lens.worlds.bpe_model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from align_lens.worlds.bio_bpe import BpeBioWorld
+from align_lens.worlds.bpe_model import EVAL_FILE, EVAL_SETS, train_bpe_model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-people", type=int, default=2000)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=650)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    train_bpe_model(
+        BpeBioWorld(n_people=args.n_people, seed=args.seed),
+        args.out,
+        n_layers=args.layers,
+        d_model=args.d_model,
+        steps=args.steps,
+        warmup=args.warmup,
+        seed=args.seed,
+        threads=args.threads,
+        eval_every=75,
+        eval_examples_max=300,
+        checkpoint_every=25,
+    )
+    table = json.loads((Path(args.out) / EVAL_FILE).read_text())
+    print("set        first_token  full")
+    for s in EVAL_SETS:
+        print(f"{s:<10} {table[s]['all']['first_token']:.3f}        {table[s]['all']['full']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
