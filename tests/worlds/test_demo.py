@@ -6,6 +6,7 @@ from sae_lens import SAE
 
 from align_lens import AlignConfig, AlignedSAE, Stage1Config
 from align_lens.cli import main
+from align_lens.files import strict_json
 from align_lens.worlds.demo import DemoConfig, run_demo
 
 REDUCED = dict(
@@ -52,7 +53,9 @@ def test_reduced_demo_writes_every_output(tmp_path):
     sae = SAE.load_from_disk(out / "aligned_sae")
     assert isinstance(sae, AlignedSAE) and len(sae.cfg.concept_names) == 6
     saved = json.loads((out / "results.json").read_text())
-    assert saved["summary"] == record["summary"] and 0 <= saved["summary"]["binding_heldout"] <= 1
+    assert (
+        saved["summary"] == json.loads(strict_json(record["summary"])) and 0 <= saved["summary"]["binding_heldout"] <= 1
+    )
     page = (out / "report.html").read_text()
     checker = _Checker()
     checker.feed(page)
