@@ -19,12 +19,23 @@ from align_lens.errors import OntologyError
 SPLITS = ("train", "heldout")
 
 
-def index_of(names: Sequence[str], name: str) -> int:
-    """Position of concept `name` in `names`; an unknown name raises a KeyError listing the known ones."""
+SHOWN_NAMES = 20  # error messages list at most this many names
+
+
+def some_names(names: Iterable[str]) -> str:
+    """`names` for an error message: the first SHOWN_NAMES, then how many more there are."""
     names = list(names)
-    if name not in names:
-        raise KeyError(f"unknown concept {name!r}; known concepts are {names}")
-    return names.index(name)
+    if len(names) <= SHOWN_NAMES:
+        return str(names)
+    return f"{names[:SHOWN_NAMES]} and {len(names) - SHOWN_NAMES:,} more"
+
+
+def index_of(names: Sequence[str], name: str) -> int:
+    """Position of concept `name` in `names` (one scan); an unknown name raises a KeyError listing known ones."""
+    try:
+        return list(names).index(name)
+    except ValueError:
+        raise KeyError(f"unknown concept {name!r}; known concepts are {some_names(names)}") from None
 
 
 def as_examples(source: Ontology | Iterable[Example]) -> list[Example]:
@@ -61,6 +72,7 @@ class Ontology:
         self.concepts = [_concept(c, i) for i, c in enumerate(self.concepts)]
         self.examples = [_example(e, f"example {i}") for i, e in enumerate(self.examples)]
         self._validate()
+        self._positions = {c.name: i for i, c in enumerate(self.concepts)}
 
     # ---- validation ------------------------------------------------------------------
     def _validate(self) -> None:
@@ -68,7 +80,7 @@ class Ontology:
         dup = [n for n, k in Counter(names).items() if k > 1]
         if dup:
             raise OntologyError(
-                f"duplicate concept name(s) {dup} (names are compared after stripping surrounding whitespace "
+                f"duplicate concept name(s) {some_names(dup)} (names are compared after stripping surrounding whitespace "
                 "and Unicode NFC normalisation): "
                 "concept names must be unique."
             )
@@ -83,20 +95,21 @@ class Ontology:
             if ex.concept not in known:
                 raise OntologyError(
                     f"example {i} has unknown concept label {ex.concept!r}; "
-                    f"known concepts are {names}. Add the concept or fix the label."
+                    f"known concepts are {some_names(names)}. Add the concept or fix the label."
                 )
         if self.examples:
             counts = Counter(ex.concept for ex in self.examples if ex.split == "train")
             missing = [n for n in names if counts[n] == 0]
             if missing:
                 raise OntologyError(
-                    f"concept(s) {missing} have no training example; give each concept at least one "
+                    f"concept(s) {some_names(missing)} have no training example; give each concept at least one "
                     "example with split='train'."
                 )
             lo, hi = min(counts.values()), max(counts.values())
             if hi > 3 * lo:
                 warnings.warn(
-                    f"training labels are imbalanced ({dict(counts)}); the rarest concept has "
+                    f"training labels are imbalanced ({some_names(f'{n}: {k}' for n, k in counts.items())}); the rarest "
+                    "concept has "
                     f"{lo} examples and the most common {hi}.",
                     stacklevel=3,
                 )
@@ -111,8 +124,10 @@ class Ontology:
         return len(self.concepts)
 
     def index(self, name: str) -> int:
-        """Position of a concept; unknown names raise with the known ones listed."""
-        return index_of(self.names, name)
+        """Position of a concept (a dict lookup); unknown names raise with the known ones listed."""
+        if name not in self._positions:
+            raise KeyError(f"unknown concept {name!r}; known concepts are {some_names(self.names)}")
+        return self._positions[name]
 
     def select(self, split: str | None = None) -> list[Example]:
         if split is not None and split not in SPLITS:
@@ -138,8 +153,9 @@ class Ontology:
         if sorted(names) != sorted(self.names):
             missing, extra = sorted(set(self.names) - set(names)), sorted(set(names) - set(self.names))
             raise OntologyError(
-                f"{what} has concepts {names} but the ontology has {self.names} "
-                f"(only in the ontology: {missing}; only in {what}: {extra}); use the ontology it was aligned with."
+                f"{what} has concepts {some_names(names)} but the ontology has {some_names(self.names)} "
+                f"(only in the ontology: {some_names(missing)}; only in {what}: {some_names(extra)}); use the "
+                "ontology it was aligned with."
             )
         return names
 
@@ -190,7 +206,7 @@ class Ontology:
             if e.concept not in known:
                 raise OntologyError(
                     f"{sources[i] if sources else f'record {i}'} has unknown concept label {e.concept!r}; "
-                    f"known concepts are {sorted(known)}. Add the concept or fix the label."
+                    f"known concepts are {some_names(sorted(known))}. Add the concept or fix the label."
                 )
         return cls(parsed, examples)
 
