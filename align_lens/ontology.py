@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -239,10 +240,16 @@ class Ontology:
         return ontology_files.naming_file(Path(path), lambda: cls.from_records(records, concepts, sources))
 
     def to_dict(self) -> dict:
-        return {"concepts": [asdict(c) for c in self.concepts], "examples": [asdict(e) for e in self.examples]}
+        return {
+            "concepts": [{"name": c.name, "description": c.description} for c in self.concepts],
+            "examples": [{f: getattr(e, f) for f in _FIELDS} for e in self.examples],
+        }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
+        """The ontology as JSON text, one concept or example per line (written to `path` when given)."""
+        d = self.to_dict()
+        rows = {k: ",\n".join(json.dumps(r) for r in d[k]) for k in d}
+        text = f'{{"concepts": [\n{rows["concepts"]}\n],\n"examples": [\n{rows["examples"]}\n]}}'
         if path is not None:
             Path(path).write_text(text)
         return text
@@ -259,6 +266,16 @@ class Ontology:
 # ---- record checks ------------------------------------------------------------------------------
 _OPTIONAL = ("answer", "entity", "template")
 _FIELDS = tuple(Example.__dataclass_fields__)
+_FIELD_SET = frozenset(_FIELDS)
+
+
+def _is_checked(e: Example) -> bool:
+    """Whether `e` is already what `_example` would return (so a second check costs one pass of cheap tests)."""
+    text = (e.prompt, e.concept)
+    if not all(isinstance(t, str) and t.strip() for t in text) or e.split not in SPLITS:
+        return False
+    optional = (e.answer, e.entity, e.template)
+    return all(v is None or (isinstance(v, str) and v) for v in optional) and _name(e.concept) == e.concept
 
 
 def _check_consistent(examples: Sequence[Example], where: Sequence[str]) -> None:
@@ -280,6 +297,7 @@ def _check_consistent(examples: Sequence[Example], where: Sequence[str]) -> None
             )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # concept labels repeat across examples
 def _name(text: str) -> str:
     """A concept name as compared: surrounding whitespace stripped, Unicode NFC (so NFC and NFD "CAFÉ" agree)."""
     return unicodedata.normalize("NFC", text.strip())
@@ -306,13 +324,14 @@ def _concept(c: str | Concept | Mapping, i: int) -> Concept:
 def _example(e: Example | Mapping, where: str) -> Example:
     """A checked Example: text fields are text, prompt and concept non-empty, split one of SPLITS."""
     if isinstance(e, Example):
+        if _is_checked(e):
+            return e
         e = {f: getattr(e, f) for f in _FIELDS}
     if not isinstance(e, Mapping):
         raise OntologyError(f"{where} must be an object with 'prompt' and 'concept' fields, got {type(e).__name__}")
-    fields = set(Example.__dataclass_fields__)
-    extra = {str(k) for k in e} - fields
-    if extra:
-        raise OntologyError(f"{where} has unknown field(s) {sorted(extra)}; allowed: {sorted(fields)}")
+    if not _FIELD_SET.issuperset(e):
+        extra = {str(k) for k in e} - _FIELD_SET
+        raise OntologyError(f"{where} has unknown field(s) {sorted(extra)}; allowed: {sorted(_FIELD_SET)}")
     if "prompt" not in e or "concept" not in e:
         raise OntologyError(f"{where} needs both 'prompt' and 'concept' fields, got {sorted(map(str, e))}")
     out = {}

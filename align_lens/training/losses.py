@@ -82,7 +82,23 @@ def sparse_decorrelation_loss(
     mean = z_free.mean(0)
     centred = z_free - mean
     std = ((torch.linalg.vector_norm(z_free, dim=0).pow(2) / b - mean.pow(2)).clamp_min(0) + eps).sqrt()
-    return ((centred * torch.sparse.mm(gram, centred)).sum(0) / (b * std).pow(2)).sum()
+    return (_GramQuadratic.apply(gram, centred) / (b * std).pow(2)).sum()
+
+
+class _GramQuadratic(torch.autograd.Function):
+    """Per column f, z_fᵀ G z_f for a constant symmetric sparse G; backward reuses G z (gradient 2 G z_f) instead of
+    a second sparse product."""
+
+    @staticmethod
+    def forward(ctx, gram: Tensor, z: Tensor) -> Tensor:
+        gz = torch.sparse.mm(gram, z)
+        ctx.save_for_backward(gz)
+        return (z * gz).sum(0)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor) -> tuple[None, Tensor]:
+        (gz,) = ctx.saved_tensors
+        return None, gz * (2 * grads[0])
 
 
 def naive_decorrelation_loss(
