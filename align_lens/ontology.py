@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,12 +21,23 @@ from align_lens.errors import OntologyError
 SPLITS = ("train", "heldout")
 
 
-def index_of(names: Sequence[str], name: str) -> int:
-    """Position of concept `name` in `names`; an unknown name raises a KeyError listing the known ones."""
+SHOWN_NAMES = 20  # error messages list at most this many names
+
+
+def some_names(names: Iterable[str]) -> str:
+    """`names` for an error message: the first SHOWN_NAMES, then how many more there are."""
     names = list(names)
-    if name not in names:
-        raise KeyError(f"unknown concept {name!r}; known concepts are {names}")
-    return names.index(name)
+    if len(names) <= SHOWN_NAMES:
+        return str(names)
+    return f"{names[:SHOWN_NAMES]} and {len(names) - SHOWN_NAMES:,} more"
+
+
+def index_of(names: Sequence[str], name: str) -> int:
+    """Position of concept `name` in `names` (one scan); an unknown name raises a KeyError listing known ones."""
+    try:
+        return list(names).index(name)
+    except ValueError:
+        raise KeyError(f"unknown concept {name!r}; known concepts are {some_names(names)}") from None
 
 
 def as_examples(source: Ontology | Iterable[Example]) -> list[Example]:
@@ -61,6 +74,7 @@ class Ontology:
         self.concepts = [_concept(c, i) for i, c in enumerate(self.concepts)]
         self.examples = [_example(e, f"example {i}") for i, e in enumerate(self.examples)]
         self._validate()
+        self._positions = {c.name: i for i, c in enumerate(self.concepts)}
 
     # ---- validation ------------------------------------------------------------------
     def _validate(self) -> None:
@@ -68,7 +82,7 @@ class Ontology:
         dup = [n for n, k in Counter(names).items() if k > 1]
         if dup:
             raise OntologyError(
-                f"duplicate concept name(s) {dup} (names are compared after stripping surrounding whitespace "
+                f"duplicate concept name(s) {some_names(dup)} (names are compared after stripping surrounding whitespace "
                 "and Unicode NFC normalisation): "
                 "concept names must be unique."
             )
@@ -83,20 +97,21 @@ class Ontology:
             if ex.concept not in known:
                 raise OntologyError(
                     f"example {i} has unknown concept label {ex.concept!r}; "
-                    f"known concepts are {names}. Add the concept or fix the label."
+                    f"known concepts are {some_names(names)}. Add the concept or fix the label."
                 )
         if self.examples:
             counts = Counter(ex.concept for ex in self.examples if ex.split == "train")
             missing = [n for n in names if counts[n] == 0]
             if missing:
                 raise OntologyError(
-                    f"concept(s) {missing} have no training example; give each concept at least one "
+                    f"concept(s) {some_names(missing)} have no training example; give each concept at least one "
                     "example with split='train'."
                 )
             lo, hi = min(counts.values()), max(counts.values())
             if hi > 3 * lo:
                 warnings.warn(
-                    f"training labels are imbalanced ({dict(counts)}); the rarest concept has "
+                    f"training labels are imbalanced ({some_names(f'{n}: {k}' for n, k in counts.items())}); the rarest "
+                    "concept has "
                     f"{lo} examples and the most common {hi}.",
                     stacklevel=3,
                 )
@@ -111,8 +126,10 @@ class Ontology:
         return len(self.concepts)
 
     def index(self, name: str) -> int:
-        """Position of a concept; unknown names raise with the known ones listed."""
-        return index_of(self.names, name)
+        """Position of a concept (a dict lookup); unknown names raise with the known ones listed."""
+        if name not in self._positions:
+            raise KeyError(f"unknown concept {name!r}; known concepts are {some_names(self.names)}")
+        return self._positions[name]
 
     def select(self, split: str | None = None) -> list[Example]:
         if split is not None and split not in SPLITS:
@@ -138,15 +155,17 @@ class Ontology:
         if sorted(names) != sorted(self.names):
             missing, extra = sorted(set(self.names) - set(names)), sorted(set(names) - set(self.names))
             raise OntologyError(
-                f"{what} has concepts {names} but the ontology has {self.names} "
-                f"(only in the ontology: {missing}; only in {what}: {extra}); use the ontology it was aligned with."
+                f"{what} has concepts {some_names(names)} but the ontology has {some_names(self.names)} "
+                f"(only in the ontology: {some_names(missing)}; only in {what}: {some_names(extra)}); use the "
+                "ontology it was aligned with."
             )
         return names
 
     def fingerprint(self) -> str:
         """sha256 (first 16 hex digits) of the concept names and every example: equal iff the content is."""
         rows = [repr([(c.name, c.description) for c in self.concepts])]
-        rows += [repr(tuple(getattr(e, f) for f in _FIELDS)) for e in self.examples]
+        fields = operator.attrgetter(*_FIELDS)  # the same tuple as getattr field by field, read in C
+        rows += [repr(fields(e)) for e in self.examples]
         return hashlib.sha256("\n".join(rows).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -190,7 +209,7 @@ class Ontology:
             if e.concept not in known:
                 raise OntologyError(
                     f"{sources[i] if sources else f'record {i}'} has unknown concept label {e.concept!r}; "
-                    f"known concepts are {sorted(known)}. Add the concept or fix the label."
+                    f"known concepts are {some_names(sorted(known))}. Add the concept or fix the label."
                 )
         return cls(parsed, examples)
 
@@ -223,10 +242,16 @@ class Ontology:
         return ontology_files.naming_file(Path(path), lambda: cls.from_records(records, concepts, sources))
 
     def to_dict(self) -> dict:
-        return {"concepts": [asdict(c) for c in self.concepts], "examples": [asdict(e) for e in self.examples]}
+        return {
+            "concepts": [{"name": c.name, "description": c.description} for c in self.concepts],
+            "examples": [{f: getattr(e, f) for f in _FIELDS} for e in self.examples],
+        }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
+        """The ontology as JSON text, one concept or example per line (written to `path` when given)."""
+        d = self.to_dict()
+        rows = {k: ",\n".join(json.dumps(r) for r in d[k]) for k in d}
+        text = f'{{"concepts": [\n{rows["concepts"]}\n],\n"examples": [\n{rows["examples"]}\n]}}'
         if path is not None:
             Path(path).write_text(text)
         return text
@@ -243,6 +268,16 @@ class Ontology:
 # ---- record checks ------------------------------------------------------------------------------
 _OPTIONAL = ("answer", "entity", "template")
 _FIELDS = tuple(Example.__dataclass_fields__)
+_FIELD_SET = frozenset(_FIELDS)
+
+
+def _is_checked(e: Example) -> bool:
+    """Whether `e` is already what `_example` would return (so a second check costs one pass of cheap tests)."""
+    text = (e.prompt, e.concept)
+    if not all(isinstance(t, str) and t.strip() for t in text) or e.split not in SPLITS:
+        return False
+    optional = (e.answer, e.entity, e.template)
+    return all(v is None or (isinstance(v, str) and v) for v in optional) and _name(e.concept) == e.concept
 
 
 def _check_consistent(examples: Sequence[Example], where: Sequence[str]) -> None:
@@ -264,6 +299,7 @@ def _check_consistent(examples: Sequence[Example], where: Sequence[str]) -> None
             )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # concept labels repeat across examples
 def _name(text: str) -> str:
     """A concept name as compared: surrounding whitespace stripped, Unicode NFC (so NFC and NFD "CAFÉ" agree)."""
     return unicodedata.normalize("NFC", text.strip())
@@ -290,13 +326,14 @@ def _concept(c: str | Concept | Mapping, i: int) -> Concept:
 def _example(e: Example | Mapping, where: str) -> Example:
     """A checked Example: text fields are text, prompt and concept non-empty, split one of SPLITS."""
     if isinstance(e, Example):
+        if _is_checked(e):
+            return e
         e = {f: getattr(e, f) for f in _FIELDS}
-    if not isinstance(e, Mapping):
+    if not isinstance(e, (dict, Mapping)):  # dict first: the ABC check is slow, and parsed records are dicts
         raise OntologyError(f"{where} must be an object with 'prompt' and 'concept' fields, got {type(e).__name__}")
-    fields = set(Example.__dataclass_fields__)
-    extra = {str(k) for k in e} - fields
-    if extra:
-        raise OntologyError(f"{where} has unknown field(s) {sorted(extra)}; allowed: {sorted(fields)}")
+    if not _FIELD_SET.issuperset(e):
+        extra = {str(k) for k in e} - _FIELD_SET
+        raise OntologyError(f"{where} has unknown field(s) {sorted(extra)}; allowed: {sorted(_FIELD_SET)}")
     if "prompt" not in e or "concept" not in e:
         raise OntologyError(f"{where} needs both 'prompt' and 'concept' fields, got {sorted(map(str, e))}")
     out = {}

@@ -90,3 +90,15 @@ def test_json_round_trip_property(names, prompts, data):
     back = Ontology.from_json(onto.to_json())
     assert back == onto
     assert back.labels().tolist() == [names.index(e.concept) for e in examples]
+
+
+def test_many_concepts_index_and_short_error_messages():
+    """20,000 concepts: index is a lookup by name, and an error lists 20 names and how many more."""
+    names = [f"c{i}" for i in range(20000)]
+    onto = Ontology.from_records([dict(prompt=f"p{i}", concept=n) for i, n in enumerate(names)], names)
+    assert [onto.index(n) for n in ("c0", "c19999", "c777")] == [0, 19999, 777]
+    with pytest.raises(KeyError, match="and 19,980 more") as err:
+        onto.index("nope")
+    assert len(str(err.value)) < 500
+    with pytest.raises(OntologyError, match="unknown concept label 'zz'.*and 19,980 more"):
+        Ontology.from_records([dict(prompt="q", concept="zz")], names)

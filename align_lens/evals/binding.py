@@ -20,6 +20,9 @@ from torch import Tensor
 # =============================================================================================
 
 
+MAX_MATRIX_CONCEPTS = 2000  # binding_metrics builds the c × k matrices and the matching up to this many concepts
+
+
 def _as_long(labels) -> Tensor:
     return labels.long().cpu() if isinstance(labels, Tensor) else torch.as_tensor(labels, dtype=torch.long)
 
@@ -69,6 +72,8 @@ def binding_metrics(
       confusion           c × k counts, rows = true concept, cols = argmax column
       confusion_normalized  rows divided by their concept's number of rows (silent rows included)
       mean_activation     c × k mean column activation per true concept
+      (these five are None above MAX_MATRIX_CONCEPTS concepts: the c × k matrices grow as c², 3.2 GB of counts
+      at 20,000, and the matching as c³; the per-concept numbers below are linear in c and always given)
       per_concept         {name: {accuracy, n, mean_own, margin}}; margin = own column minus best other column
       per_template        {template: accuracy} when `templates` is given
       n
@@ -87,36 +92,46 @@ def binding_metrics(
         raise ValueError(f"labels must be in 0..{c - 1}")
     silent = (z == 0).all(-1)
     pred = torch.where(silent, -1, z.argmax(-1))
-    conf = torch.zeros(c, k, dtype=torch.long)
-    conf.index_put_((y[~silent], pred[~silent]), torch.ones_like(y[~silent]), accumulate=True)
-    counts = torch.bincount(y, minlength=c).clamp_min(1)  # silent rows count in the denominator
-    mean_act = torch.stack([z[y == i].mean(0) if (y == i).any() else torch.full((k,), float("nan")) for i in range(c)])
-    assign = hungarian(conf.numpy())
-    matched = torch.tensor(assign)[y]
+    n_of = torch.bincount(y, minlength=c)
+    counts = n_of.clamp_min(1)  # silent rows count in the denominator
     own = z[torch.arange(len(y)), y] if len(y) else z.new_zeros(0)
     others = z[:, :c].clone() if len(y) else z.new_zeros(0, c)
     if len(y):
         others[torch.arange(len(y)), y] = -float("inf")
     margin = own - others.max(-1).values if len(y) else own
-    per_concept = {}
-    for i, name in enumerate(names):
-        m = y == i
-        per_concept[name] = {
-            "accuracy": float((pred[m] == i).float().mean()) if m.any() else float("nan"),
-            "n": int(m.sum()),
-            "mean_own": float(own[m].mean()) if m.any() else float("nan"),
-            "margin": float(margin[m].mean()) if m.any() else float("nan"),
+
+    def per_concept_mean(values: Tensor) -> list[float]:  # mean over each concept's rows (NaN for none)
+        sums = torch.zeros(c, dtype=torch.float64).index_add_(0, y, values.double())
+        return torch.where(n_of > 0, sums / counts, float("nan")).tolist()
+
+    accuracy, mean_own, mean_margin = (per_concept_mean(v) for v in ((pred == y).double(), own, margin))
+    per_concept = {
+        name: {"accuracy": accuracy[i], "n": int(n_of[i]), "mean_own": mean_own[i], "margin": mean_margin[i]}
+        for i, name in enumerate(names)
+    }
+    matrices: dict[str, Any] = dict.fromkeys(
+        ("hungarian_accuracy", "hungarian_assignment", "confusion", "confusion_normalized", "mean_activation")
+    )
+    if c <= MAX_MATRIX_CONCEPTS:
+        conf = torch.zeros(c, k, dtype=torch.long)
+        conf.index_put_((y[~silent], pred[~silent]), torch.ones_like(y[~silent]), accumulate=True)
+        sums = torch.zeros(c, k).index_add_(0, y, z)
+        mean_act = torch.where(n_of[:, None] > 0, sums / counts[:, None], float("nan"))
+        assign = hungarian(conf.numpy())
+        matched = torch.tensor(assign)[y]
+        matrices = {
+            "hungarian_accuracy": float((pred == matched).float().mean()) if len(y) else float("nan"),
+            "hungarian_assignment": assign,
+            "confusion": conf.tolist(),
+            "confusion_normalized": (conf.float() / counts[:, None]).tolist(),
+            "mean_activation": mean_act.tolist(),
         }
     out = {
         "accuracy": float((pred == y).float().mean()) if len(y) else float("nan"),
-        "diagonal": float(np.nanmean([v["accuracy"] for v in per_concept.values()])),
-        "hungarian_accuracy": float((pred == matched).float().mean()) if len(y) else float("nan"),
-        "hungarian_assignment": assign,
+        "diagonal": float(np.nanmean(accuracy)),
         "n_silent": int(silent.sum()),
         "silent_fraction": float(silent.float().mean()) if len(y) else float("nan"),
-        "confusion": conf.tolist(),
-        "confusion_normalized": (conf.float() / counts[:, None]).tolist(),
-        "mean_activation": mean_act.tolist(),
+        **matrices,
         "per_concept": per_concept,
         "names": names,
         "n": len(y),
@@ -169,9 +184,10 @@ def fragmentation(
     slots = list(slot_indices)
     names = list(names) if names is not None else [str(i) for i in range(len(slots))]
     per = {}
+    order = torch.argsort(y, stable=True)  # each concept's rows, found in one sort rather than one scan per concept
+    rows_of = order.split(torch.bincount(y, minlength=len(names)).tolist())
     for i, name in enumerate(names):
-        m = y == i
-        mass = a[m].mean(0) if m.any() else a.new_zeros(a.shape[1])
+        mass = a[rows_of[i]].mean(0) if len(rows_of[i]) else a.new_zeros(a.shape[1])
         e_s, t_s, arg_s = _eff(mass[slots])
         e_a, t_a, arg_a = _eff(mass)
         per[name] = {

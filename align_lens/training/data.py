@@ -41,9 +41,6 @@ class TensorRows:
     def chunks(self, size: int) -> Iterator[Float[Tensor, "rows d_in"]]:
         yield from self.acts.split(size)
 
-    def read_all(self) -> Float[Tensor, "n d_in"]:
-        return self.acts
-
 
 Rows = TensorRows | ActivationStore
 

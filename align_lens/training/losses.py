@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
@@ -23,10 +25,10 @@ def binding_loss(pre_concept: Float[Tensor, "b c"], labels: Int[Tensor, " b"], k
     """
     if kind == "ce":
         return F.cross_entropy(F.pad(pre_concept, (0, 1)), labels)
-    if kind == "mse_onehot":
-        onehot = F.one_hot(labels, pre_concept.shape[-1]).to(pre_concept.dtype)
-        values = torch.where(onehot.bool(), pre_concept, pre_concept.relu())
-        return F.mse_loss(values, onehot)
+    if kind == "mse_onehot":  # labels stay indices: the true slot's squared error is scattered in, no one-hot
+        true = labels[:, None]
+        errors = pre_concept.relu().pow(2).scatter(1, true, (pre_concept.gather(1, true) - 1).pow(2))
+        return errors.mean()
     raise ValueError(f"binding loss must be 'ce' or 'mse_onehot', got {kind!r}")
 
 
@@ -35,8 +37,15 @@ def _standardise(z: Tensor, eps: float) -> Tensor:
     return z / (z.pow(2).mean(0) + eps).sqrt()
 
 
+SPARSE_MIN_SLOTS = 256  # below this many slots the [c, f] product is cheap and is always taken
+SPARSE_MAX_DENSITY = 1 / 16  # active fraction of the slot activations up to which the Gram path is taken
+
+
 def decorrelation_loss(z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6) -> Tensor:
     """‖corr(z_concept, z_free)‖²_F over the batch.
+
+    With many slots and few of them active per row (a trained aligned SAE: about one) this is
+    `sparse_decorrelation_loss`, whose cost does not grow with the number of slots; otherwise:
 
     Builds only the [c, f] cross-correlation block: O(b·f + c·f) memory, never f × f. The standardised
     concept columns sum to zero, so the free columns need no centring: corr = ẑ_cᵀ z_f / (b·σ_f). The cross
@@ -46,11 +55,50 @@ def decorrelation_loss(z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b
     concept side detached, so the term moves concept evidence out of the free latents and cannot be
     lowered by silencing the slots.
     """
-    b = z_concept.shape[0]
+    b, c = z_concept.shape
+    if c >= SPARSE_MIN_SLOTS and int(torch.count_nonzero(z_concept)) <= SPARSE_MAX_DENSITY * z_concept.numel():
+        return sparse_decorrelation_loss(z_concept, z_free, eps)
     prod = torch.cat([_standardise(z_concept, eps), z_concept.new_ones(b, 1)], dim=1).T @ z_free  # [c + 1, f]
     mean = prod[-1] / b
     std = ((torch.linalg.vector_norm(z_free, dim=0).pow(2) / b - mean.pow(2)).clamp_min(0) + eps).sqrt()
     return (prod[:-1] / (b * std)).pow(2).sum()
+
+
+def sparse_decorrelation_loss(
+    z_concept: Float[Tensor, "b c"], z_free: Float[Tensor, "b f"], eps: float = 1e-6
+) -> Tensor:
+    """`decorrelation_loss` through the batch's [b, b] Gram matrix of the slots: O(nnz(G)·f + b·f), not O(b·c·f).
+
+    A standardised slot column sums to zero, so ẑ_cᵀ z_f = z_cᵀ z̃_f / σ_c with z̃_f the centred free column;
+    Σ_c (z_cᵀ z̃_f / σ_c)² = z̃_fᵀ G z̃_f with G = Z D Zᵀ, D = diag(1/σ_c²). The slot activations are sparse
+    (each row has about one active slot), so G is a sparse [b, b] matrix. Equal to the dense formula up to
+    float summation order. The concept side must be detached (as `align` passes it).
+    """
+    b = z_concept.shape[0]
+    scaled = (z_concept * (z_concept.var(0, unbiased=False) + eps).rsqrt()).to_sparse()
+    with warnings.catch_warnings():  # torch converts the product to its (beta) CSR layout internally
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        gram = torch.sparse.mm(scaled, scaled.t())
+    mean = z_free.mean(0)
+    centred = z_free - mean
+    std = ((torch.linalg.vector_norm(z_free, dim=0).pow(2) / b - mean.pow(2)).clamp_min(0) + eps).sqrt()
+    return (_GramQuadratic.apply(gram, centred) / (b * std).pow(2)).sum()
+
+
+class _GramQuadratic(torch.autograd.Function):
+    """Per column f, z_fᵀ G z_f for a constant symmetric sparse G; backward reuses G z (gradient 2 G z_f) instead of
+    a second sparse product."""
+
+    @staticmethod
+    def forward(ctx, gram: Tensor, z: Tensor) -> Tensor:
+        gz = torch.sparse.mm(gram, z)
+        ctx.save_for_backward(gz)
+        return (z * gz).sum(0)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor) -> tuple[None, Tensor]:
+        (gz,) = ctx.saved_tensors
+        return None, gz * (2 * grads[0])
 
 
 def naive_decorrelation_loss(

@@ -3,21 +3,25 @@ dictionary around them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from align_lens.saes.aligned import AlignedSAE
+from align_lens.training.data import CHUNK, Rows
 
 
 @torch.no_grad()
-def init_concept_slots(aligned: AlignedSAE, acts: Float[Tensor, "n d"], labels: Int[Tensor, " n"], how: str) -> None:
-    """Point each slot at its concept.
+def init_concept_slots(aligned: AlignedSAE, source: Rows, labels: Int[Tensor, " n"], how: str) -> None:
+    """Point each slot at its concept, streaming over the labelled rows `source` chunk by chunk.
 
     "lda" (default): encoder direction Σ⁻¹(μ_c − μ̄) with Σ the pooled within-concept covariance
     (ridge 1e-3·tr Σ/d); "diffmean": direction μ_c − μ̄. Either way the column is scaled so the
     concept's own examples read ≈1 and the others ≈-1 before the ReLU, and the decoder row is
     μ_c − μ̄ (what the concept adds on average). "random": small random slots.
+    Per-concept sums (one pass; a second for LDA's covariance) replace per-concept scans: O(n·d + c·d²).
     """
     nf, nc, d = aligned.cfg.n_free, aligned.cfg.n_concepts, aligned.cfg.d_in
     if how == "random":
@@ -26,23 +30,41 @@ def init_concept_slots(aligned: AlignedSAE, acts: Float[Tensor, "n d"], labels: 
         return
     if how not in ("lda", "diffmean"):
         raise ValueError(f"init must be 'lda', 'diffmean' or 'random', got {how!r}")
-    sae_in = acts - aligned.b_dec * aligned.cfg.apply_b_dec_to_input
-    means = torch.stack([acts[labels == c].mean(0) for c in range(nc)])
+    dtype, device = aligned.W_enc.dtype, aligned.W_enc.device
+    sums = torch.zeros(nc, d, dtype=torch.float64, device=device)
+    for x, y in _labelled_chunks(source, labels, dtype, device):
+        sums.index_add_(0, y, x.double())
+    counts = torch.bincount(labels.to(device), minlength=nc).double()
+    means = (sums / counts[:, None]).to(dtype)
     diffs = means - means.mean(0)
     directions = diffs
     if how == "lda":
-        centred = (acts - means[labels]).double()
-        cov = centred.T @ centred / len(acts)
+        cov = torch.zeros(d, d, dtype=torch.float64, device=device)
+        for x, y in _labelled_chunks(source, labels, dtype, device):
+            centred = (x - means[y]).double()
+            cov += centred.T @ centred
+        cov /= len(labels)
         cov += torch.eye(d, dtype=cov.dtype, device=cov.device) * (1e-3 * cov.trace() / d).clamp_min(1e-8)
-        directions = torch.linalg.solve(cov, diffs.double().T).T.to(acts.dtype)
-    for c in range(nc):
-        u = directions[c] / directions[c].norm().clamp_min(1e-8)
-        p = sae_in @ u
-        on, off = p[labels == c].mean(), p[labels != c].mean()
-        gap = (on - off).clamp_min(1e-6)
-        aligned.W_enc[:, nf + c] = 2 * u / gap
-        aligned.b_enc[nf + c] = -(on + off) / gap
-        aligned.W_dec[nf + c] = diffs[c]
+        directions = torch.linalg.solve(cov, diffs.double().T).T.to(dtype)
+    units = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    shift = aligned.b_dec * aligned.cfg.apply_b_dec_to_input
+    others = (sums.sum(0) - sums) / (len(labels) - counts)[:, None]  # mean of the rows of every other concept
+    on = ((means - shift) * units).sum(1)  # mean reading of the concept's own rows
+    off = ((others.to(dtype) - shift) * units).sum(1)
+    gap = (on - off).clamp_min(1e-6)
+    aligned.W_enc[:, nf:] = (2 * units / gap[:, None]).T
+    aligned.b_enc[nf:] = -(on + off) / gap
+    aligned.W_dec[nf:] = diffs
+
+
+def _labelled_chunks(
+    source: Rows, labels: Int[Tensor, " n"], dtype: torch.dtype, device
+) -> Iterator[tuple[Float[Tensor, "rows d"], Int[Tensor, " rows"]]]:
+    """(rows, their labels) of `source` in order, `data.CHUNK` rows at a time."""
+    start = 0
+    for chunk in source.chunks(CHUNK):
+        yield chunk.to(device, dtype), labels[start : start + len(chunk)].to(device)
+        start += len(chunk)
 
 
 def freeze_pretrained(aligned: AlignedSAE) -> list:

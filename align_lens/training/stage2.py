@@ -88,9 +88,9 @@ class Stage2Trainer:
         device, seed = config.runtime.device, config.runtime.seed
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)
-        self.aligned = aligned_from_sae(sae, ontology.names, device=device).to(dtype=self.acts.dtype)
+        self.aligned = aligned_from_sae(sae, ontology.names, device=device).to(dtype=self.dtype)
         self.aligned.cfg.metadata.hook_name = self.hook
-        init_concept_slots(self.aligned, self.acts, self.labels, config.init)
+        init_concept_slots(self.aligned, self.source, self.labels, config.init)
         self.frozen = [] if config.train_free else freeze_pretrained(self.aligned)
         self._value_heads(model)
         self._interchange(model)
@@ -101,7 +101,8 @@ class Stage2Trainer:
 
     # ---- setup ------------------------------------------------------------------------------------
     def _data(self, model, activations, labels, unlabelled) -> None:
-        """The labelled rows (`source`, read whole into `acts`), their `labels`, the unlabelled rows (`extra`)."""
+        """The labelled rows (`source`, streamed: only batches and chunks are read), their `labels`, the unlabelled
+        rows (`extra`)."""
         config = self.config
         self.hook = validation.check_hook(config, self.sae.cfg.metadata.hook_name if self.sae.cfg.metadata else None)
         if activations is None:
@@ -119,7 +120,6 @@ class Stage2Trainer:
         n, n_concepts = len(self.source), self.ontology.n_concepts
         labels = validation.check_labels(data.labels_for(self.source, self.ontology, labels), n, n_concepts)
         data.check_rows(self.source, "activations")
-        self.acts = self.source.read_all().to(device, self.dtype)  # slot init and the final statistics read them all
         self.labels = labels.to(device)
         self.extra = None
         if unlabelled is not None:  # streamed: only each batch's rows are read
@@ -133,7 +133,7 @@ class Stage2Trainer:
             if not vocab:
                 raise ValueError("weights.value > 0 needs examples with answers; set it to 0 or add answers.")
             n_concepts, d_in, device = self.ontology.n_concepts, self.sae.cfg.d_in, self.config.runtime.device
-            self.heads = losses.ValueHeads(n_concepts, d_in, len(vocab)).to(device, self.acts.dtype)
+            self.heads = losses.ValueHeads(n_concepts, d_in, len(vocab)).to(device, self.dtype)
             self.answers = answers.to(device)
 
     def _interchange(self, model) -> None:
@@ -150,7 +150,7 @@ class Stage2Trainer:
             self.inter = InterchangeObjective(model, self.hook, train_ex, names, batch, seed)
 
     def _optimiser(self) -> None:
-        config, n = self.config, len(self.acts)
+        config, n = self.config, len(self.source)
         self.params = [p for p in self.aligned.parameters() if p.requires_grad]
         self.params += list(self.heads.parameters()) if self.heads is not None else []
         opt = config.optimiser
@@ -252,7 +252,7 @@ class Stage2Trainer:
     def epoch(self, bar=None) -> None:
         """One pass over the labelled rows in a fresh order (up to the step budget), then the early-stop test and
         the checkpoint. `bar`: a tqdm bar to advance."""
-        order = torch.randperm(len(self.acts), generator=self.gen).to(self.config.runtime.device)
+        order = torch.randperm(len(self.source), generator=self.gen).to(self.config.runtime.device)
         for idx in order.split(self.config.batch_size):
             if self.n_steps >= self.total:
                 break
@@ -302,6 +302,19 @@ class Stage2Trainer:
         bar.close()
         return self.finalise()
 
+    def _own_slot_reading(self) -> tuple[Float[Tensor, " c"], int]:
+        """Sum of each concept's own slot over its labelled rows, and the number of rows whose strongest slot is
+        their own; streamed 1,024 rows at a time (a [rows, n_concepts] block at most)."""
+        own = torch.zeros(self.ontology.n_concepts, dtype=torch.float64, device=self.labels.device)
+        hits, start = 0, 0
+        for chunk in self.source.chunks(1024):
+            z = self.aligned.concept_acts(chunk.to(self.config.runtime.device, self.dtype))
+            y = self.labels[start : start + len(chunk)]
+            own.index_add_(0, y, z.gather(1, y[:, None]).squeeze(1).double())
+            hits += int((z.argmax(-1) == y).sum())
+            start += len(chunk)
+        return own, hits
+
     @torch.no_grad()
     def finalise(self) -> AlignedSAE:
         """Check that it trained; record each slot's typical on-value, the settings, the training binding
@@ -314,16 +327,17 @@ class Stage2Trainer:
         validation.check_trained(aligned, len(fvu), fvu[0] if fvu else 0.0, end, "Stage 2")
         aligned.requires_grad_(True)
         aligned.eval()
-        z = torch.cat([aligned.concept_acts(chunk) for chunk in self.acts.split(4096)])
-        aligned.cfg.concept_scales = [float(z[labels == c, c].mean()) for c in range(n_concepts)]
+        own, hits = self._own_slot_reading()
+        counts = torch.bincount(labels, minlength=n_concepts)
+        aligned.cfg.concept_scales = (own / counts).tolist()
         settings = json.loads(json.dumps(asdict(self.config), default=str))
         aligned.cfg.align_config = settings | {"weights_used": self.weights}
         aligned.cfg.metrics = aligned.cfg.metrics | {
-            "binding_accuracy_train": float((z.argmax(-1) == labels).float().mean()),
+            "binding_accuracy_train": hits / len(labels),
             "base_architecture": aligned.cfg.base_architecture,
             "base_d_sae": self.sae.cfg.d_sae,
         }
-        aligned.cfg.concept_counts = torch.bincount(labels.cpu(), minlength=n_concepts).tolist()
+        aligned.cfg.concept_counts = counts.tolist()
         aligned.cfg.ontology_hash = self.ontology.fingerprint()
         aligned.history = self.history  # pyright: ignore[reportArgumentType]  (Module.__setattr__ is typed for tensors)
         return aligned

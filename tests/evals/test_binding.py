@@ -74,3 +74,18 @@ def test_fragmentation_one_hot_and_uniform():
     assert x["eff_feat_slots"] == pytest.approx(1.0) and x["top1_slot_is_own"] and x["top1_latent_all"] == 4
     assert y["eff_feat_all"] == pytest.approx(4.0) and y["top1_all"] == pytest.approx(0.25)
     assert math.isnan(y["eff_feat_slots"])  # no positive mass on the slots
+
+
+def test_many_concepts_skip_the_matrices_but_keep_per_concept_numbers():
+    """Above MAX_MATRIX_CONCEPTS the c × k matrices and the matching are None; per-concept numbers are exact."""
+    from align_lens.evals.binding import MAX_MATRIX_CONCEPTS
+
+    c = MAX_MATRIX_CONCEPTS + 1
+    y = torch.arange(c).repeat(2)
+    z = torch.nn.functional.one_hot(y, c).float()
+    z[0, 0], z[0, 1] = 0.0, 1.0  # one row of concept 0 read as concept 1
+    m = evals.binding_metrics(z, y, [f"c{i}" for i in range(c)])
+    assert m["confusion"] is None and m["hungarian_accuracy"] is None and m["mean_activation"] is None
+    assert m["accuracy"] == pytest.approx(1 - 1 / (2 * c))
+    assert m["per_concept"]["c0"] == {"accuracy": 0.5, "n": 2, "mean_own": 0.5, "margin": 0.0}
+    assert m["per_concept"]["c1"]["accuracy"] == 1.0

@@ -55,3 +55,32 @@ def test_value_heads_pick_own_concept_head():
     for i, c in enumerate(labels):
         torch.testing.assert_close(out[i], x[i] @ heads.weight[c] + heads.bias[c])
     assert heads.loss(x, labels, torch.full((5,), -1)).item() == 0.0  # no answers: no loss
+
+
+@pytest.mark.parametrize("per_row", [1, 3])
+def test_sparse_decorrelation_matches_dense_formula(per_row):
+    """Many slots, few active per row: the Gram path is taken and agrees with the full correlation matrix."""
+    g = torch.Generator().manual_seed(per_row)
+    b, c, f = 64, 400, 24
+    zc = torch.zeros(b, c, dtype=torch.float64)
+    for _ in range(per_row):
+        zc[torch.arange(b), torch.randint(c, (b,), generator=g)] = torch.rand(b, generator=g, dtype=torch.float64)
+    assert zc.count_nonzero() <= losses.SPARSE_MAX_DENSITY * zc.numel() and c >= losses.SPARSE_MIN_SLOTS
+    zf = (torch.randn(b, f, generator=g, dtype=torch.float64) - 0.5).relu().requires_grad_()
+    fast = losses.decorrelation_loss(zc, zf)
+    dense = losses.naive_decorrelation_loss(zc, zf)
+    torch.testing.assert_close(fast, dense)
+    torch.testing.assert_close(torch.autograd.grad(fast, zf)[0], torch.autograd.grad(dense, zf)[0])
+    assert fast > 0
+
+
+def test_mse_onehot_binding_equals_the_one_hot_formula():
+    """Index labels give the same loss and gradient, bit for bit, as the dense one-hot formulation."""
+    g = torch.Generator().manual_seed(0)
+    pre = torch.randn(50, 9, generator=g, requires_grad=True)
+    y = torch.randint(9, (50,), generator=g)
+    onehot = torch.nn.functional.one_hot(y, 9).float()
+    dense = torch.nn.functional.mse_loss(torch.where(onehot.bool(), pre, pre.relu()), onehot)
+    fast = losses.binding_loss(pre, y, "mse_onehot")
+    assert torch.equal(fast, dense)
+    assert torch.equal(torch.autograd.grad(fast, pre)[0], torch.autograd.grad(dense, pre)[0])

@@ -240,3 +240,25 @@ def test_compiled_objective_trains_the_same_sae():
     )
     torch.testing.assert_close(compiled.W_dec, eager.W_dec, rtol=1e-3, atol=1e-4)
     assert compiled.cfg.align_config["compile"] is True
+
+
+def test_five_thousand_concepts_through_align():
+    """A 5,000-concept ontology (labels listed in shuffled concept order) aligns in a few steps: a slot per
+    concept, in the ontology's order, counts per concept by name, and training binding far above chance."""
+    n_concepts, d = 5000, 32
+    g = torch.Generator().manual_seed(0)
+    names = [f"concept {i}" for i in range(n_concepts)]
+    order = torch.randperm(n_concepts, generator=g).tolist()
+    y = torch.arange(n_concepts).repeat(3)
+    y = y[torch.randperm(len(y), generator=g)]
+    x = (torch.randn(n_concepts, d, generator=g) * 3)[y] + 0.1 * torch.randn(len(y), d, generator=g)
+    records = [dict(prompt=f"p{i}", concept=names[int(c)]) for i, c in enumerate(y)]
+    onto = Ontology.from_records(records, [names[i] for i in order])
+    labels = onto.labels("train")
+    config = AlignConfig(steps=4, batch_size=1024, patience=None, runtime=QUIET)
+    aligned = align(_random_sae(d_in=d, d_sae=64), onto, activations=x, labels=labels, config=config)
+    assert aligned.cfg.d_sae == 64 + n_concepts and aligned.concept_names == onto.names
+    assert aligned.cfg.concept_counts == [3] * n_concepts
+    assert aligned.cfg.metrics["binding_accuracy_train"] > 0.5  # chance is 1/5,000
+    own = aligned.concept_acts(x)[torch.arange(len(y)), labels]
+    assert (own > 0).float().mean() > 0.5
