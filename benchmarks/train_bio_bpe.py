@@ -1,6 +1,6 @@
 """Train the GPT-2-shaped model on the BPE biography world (issue 19) and print its accuracy table.
 
-Usage: python benchmarks/train_bio_bpe.py --out /work/bpe_runs/qa3 [--steps 3000] [--threads 2]
+Usage: python benchmarks/train_bio_bpe.py --out /work/bpe_runs/qa3_t1 [--steps 3000] [--threads 1]
 
 Resumable: rerun the same command after an interruption. Writes the compact-storage model folder, world.json,
 train_log.jsonl and eval.json (exact greedy whole-answer accuracy; see align_lens.worlds.bpe_model).
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     train_bpe_model(
         BpeBioWorld(n_people=args.n_people, seed=args.seed, qa_per_relation=args.qa_per_relation),
