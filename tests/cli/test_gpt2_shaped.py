@@ -93,7 +93,21 @@ def test_gpt2_shaped_model_and_multi_token_ontology_from_a_shell(user_files):
         ["pretrain", *user, "--hook", HOOK, "--d-sae", "128", "--k", "8", "--steps", "20", "--batch-size", "64"]
         + ["--out", "stage1"],
         ["align", *user, "--sae", "stage1", "--epochs", "2", "--batch-size", "32", "--out", "aligned"],
-        ["eval", *user, "--sae", "aligned", "--stage1", "stage1", "--swap-items", "3", "--task-items", "12"]
+        [
+            "eval",
+            *user,
+            "--sae",
+            "aligned",
+            "--stage1",
+            "stage1",
+            "--swap-items",
+            "3",
+            "--task-items",
+            "12",
+            "--alphas",
+            "1",
+            "2",
+        ]
         + ["--out", "eval"],
         ["publish", "aligned", "you/gpt2-shaped", "--sae-id", HOOK, "--model", "model", "--texts", "texts.txt"]
         + ["--dry-run"],
