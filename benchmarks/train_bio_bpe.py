@@ -1,6 +1,6 @@
 """Train the GPT-2-shaped model on the BPE biography world (issue 19) and print its accuracy table.
 
-Usage: python benchmarks/train_bio_bpe.py --out runs/bio_bpe_model [--steps 650] [--threads 1]
+Usage: python benchmarks/train_bio_bpe.py --out /work/bpe_runs/qa3_t1 [--steps 3000] [--threads 1]
 
 Resumable: rerun the same command after an interruption. Writes the compact-storage model folder, world.json,
 train_log.jsonl and eval.json (exact greedy whole-answer accuracy; see align_lens.worlds.bpe_model).
@@ -22,23 +22,26 @@ def main() -> None:
     ap.add_argument("--n-people", type=int, default=2000)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=650)
-    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--qa-per-relation", type=int, default=3, help="training questions per person and relation")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     train_bpe_model(
-        BpeBioWorld(n_people=args.n_people, seed=args.seed),
+        BpeBioWorld(n_people=args.n_people, seed=args.seed, qa_per_relation=args.qa_per_relation),
         args.out,
         n_layers=args.layers,
         d_model=args.d_model,
         steps=args.steps,
+        lr=args.lr,
         warmup=args.warmup,
         seed=args.seed,
         threads=args.threads,
-        eval_every=75,
+        eval_every=250,
         eval_examples_max=300,
-        checkpoint_every=25,
+        checkpoint_every=50,
     )
     table = json.loads((Path(args.out) / EVAL_FILE).read_text())
     print("set        first_token  full")

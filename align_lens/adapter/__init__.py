@@ -2,9 +2,11 @@
 
 Every TransformerLens call of align_lens goes through this package, so a move to TransformerLens 4's
 TransformerBridge touches it only. `hook_points`: hook lookup, edit sites, running with hooks; `tokens`:
-tokenising, padding, answer tokens; `splice`: putting an SAE into a model; `models`: save / load / download.
+tokenising, padding, answer tokens; `splice`: putting an SAE into a model; `models`: save / load / download;
+`compact_vocab`: storing a model as the vocabulary rows it uses.
 """
 
+from align_lens.adapter.compact_vocab import COMPACT_WEIGHTS, UNUSED_LOGIT_BIAS
 from align_lens.adapter.hook_points import (
     EditSite,
     HookName,
@@ -23,6 +25,7 @@ from align_lens.adapter.models import (
     MODEL_WEIGHTS,
     TOKENIZER_DIR,
     build_model,
+    expand_vocab,
     load_pretrained,
     load_transformer,
     save_transformer,
@@ -42,6 +45,8 @@ from align_lens.adapter.tokens import (
 )
 
 __all__ = [
+    "COMPACT_WEIGHTS",
+    "UNUSED_LOGIT_BIAS",
     "MODEL_CONFIG",
     "MODEL_WEIGHTS",
     "TOKENIZER_DIR",
@@ -58,6 +63,7 @@ __all__ = [
     "check_context",
     "check_sae_fits",
     "decode_text",
+    "expand_vocab",
     "hook_width",
     "hooks",
     "load_pretrained",

@@ -5,11 +5,19 @@ from __future__ import annotations
 import difflib
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from align_lens.adapter.compact_vocab import (
+    COMPACT_WEIGHTS,
+    VOCAB_TENSORS,
+    compact_state,
+    expand_state,
+    scatter_rows,
+)
 from align_lens.adapter.quiet import HookedSAETransformer, HookedTransformer, HookedTransformerConfig, quiet
 from align_lens.files import check_safetensors, read_json, replace_entries
 
@@ -26,11 +34,13 @@ def build_model(cfg: dict | HookedTransformerConfig, tokenizer=None, device: str
         return HookedSAETransformer(cfg, tokenizer=tokenizer, move_to_device=False).to(device)
 
 
-def save_transformer(model: HookedTransformer, path: str | Path) -> Path:
+def save_transformer(model: HookedTransformer, path: str | Path, vocab_rows: Sequence[int] | None = None) -> Path:
     """Write config, safetensors weights and tokenizer folder; `load_transformer` reads them back.
 
-    The three are written to a temporary folder first and then replace their namesakes in `path` (a model
-    without a tokenizer removes an old tokenizer folder); other files in `path` are left alone.
+    `vocab_rows`: store compactly (`compact_vocab`): the weights in fp16 with the vocabulary cut to these ids,
+    every other token being at the fill (checked). The three are written to a temporary folder first and then
+    replace their namesakes in `path` (a model without a tokenizer removes an old tokenizer folder, and either
+    weights file the other); other files in `path` are left alone.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -39,33 +49,57 @@ def save_transformer(model: HookedTransformer, path: str | Path) -> Path:
     cfg = {k: v for k, v in model.cfg.to_dict().items()}
     cfg["dtype"] = str(cfg["dtype"]).removeprefix("torch.")
     cfg.pop("device", None)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if vocab_rows is not None:
+        state, cfg["dtype"] = compact_state(state, torch.as_tensor(vocab_rows)), "float32"
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path) as tmp:
         tmp = Path(tmp)
         (tmp / MODEL_CONFIG).write_text(json.dumps(cfg, indent=1, default=str))
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp / MODEL_WEIGHTS)
+        save_file(state, tmp / (MODEL_WEIGHTS if vocab_rows is None else COMPACT_WEIGHTS))
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(tmp / TOKENIZER_DIR)
-        replace_entries(path, tmp, (MODEL_WEIGHTS, TOKENIZER_DIR, MODEL_CONFIG))
+        replace_entries(path, tmp, (MODEL_WEIGHTS, COMPACT_WEIGHTS, TOKENIZER_DIR, MODEL_CONFIG))
     return path
 
 
 def load_transformer(path: str | Path, device: str = "cpu") -> HookedSAETransformer:
-    """Load a folder written by `save_transformer` (config built by hand: no `from_pretrained`, works offline)."""
+    """Load a folder written by `save_transformer` (config built by hand: no `from_pretrained`, works offline); a
+    compact folder gives the ordinary full-vocabulary model, in float32."""
     from transformers import PreTrainedTokenizerFast
 
     path = Path(path)
     if not (path / MODEL_CONFIG).exists():
         raise FileNotFoundError(f"{path} has no {MODEL_CONFIG}; expected a folder written by save_transformer().")
     cfg = read_json(path / MODEL_CONFIG, "model config")
-    check_safetensors(path / MODEL_WEIGHTS, "model weights")
+    compact = (path / COMPACT_WEIGHTS).exists()
+    weights_file = path / (COMPACT_WEIGHTS if compact else MODEL_WEIGHTS)
+    check_safetensors(weights_file, "model weights")
     cfg["dtype"] = getattr(torch, cfg["dtype"])
     valid = set(HookedTransformerConfig.__dataclass_fields__)
     cfg = {k: v for k, v in cfg.items() if k in valid and k not in ("n_params",)}
     tok_dir = path / TOKENIZER_DIR
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tok_dir)) if tok_dir.exists() else None
     model = build_model(cfg, tokenizer=tokenizer, device=device)
-    model.load_state_dict(load_file(path / MODEL_WEIGHTS, device=device), strict=True)
+    state = load_file(weights_file, device=device)
+    model.load_state_dict(expand_state(state, cfg["d_vocab"]) if compact else state, strict=True)
     return model.eval()
+
+
+def expand_vocab(compact: HookedTransformer, rows: Sequence[int], d_vocab: int, tokenizer=None) -> HookedSAETransformer:
+    """A model with `d_vocab` tokens whose token `rows[i]` is token i of `compact`, every other token at the fill
+    of `compact_vocab` (so it is saved compactly with `save_transformer(model, path, vocab_rows=rows)`)."""
+    rows_t = torch.as_tensor(rows, dtype=torch.long)
+    cfg = dict(compact.cfg.to_dict())  # to_dict returns the live __dict__
+    cfg.update(d_vocab=d_vocab, d_vocab_out=d_vocab)
+    cfg.pop("device", None)
+    cfg.pop("n_params", None)
+    full = build_model(cfg, tokenizer=tokenizer, device=str(next(compact.parameters()).device))
+    state = {
+        name: scatter_rows(t, rows_t, d_vocab, name) if name in VOCAB_TENSORS else t
+        for name, t in compact.state_dict().items()
+    }
+    full.load_state_dict(state, strict=True)
+    return full.eval()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

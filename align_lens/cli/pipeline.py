@@ -1,7 +1,7 @@
 """`pretrain`, `align` and `eval`: the pipeline on your own model and ontology (or on the shipped world).
 
 --model is a folder saved by `align_lens.save_transformer` or a TransformerLens model name (e.g. gpt2, downloaded
-once from the Hub). `--world bio` in its place chooses the shipped tiny model and its synthetic world, whose
+once from the Hub). `--world bio` (or `bio-bpe`) in its place chooses a shipped model and its synthetic world, whose
 ontology, texts and hook then stand in for --ontology, --texts and --hook; the world is imported only then.
 """
 
@@ -31,10 +31,11 @@ MODEL_HELP = (
     "a folder saved by align_lens.save_transformer, or a TransformerLens model name such as gpt2 (needs the network "
     "once); required unless --world is given"
 )
-WORLDS = ("bio",)
+WORLDS = ("bio", "bio-bpe")
 WORLD_HELP = (
     "bio: the shipped tiny model and its synthetic biography world, whose ontology, corpus and the demo's hook "
-    "stand in for --ontology, --texts and --hook; in place of --model"
+    "stand in for --ontology, --texts and --hook; bio-bpe: the same for the GPT-2-shaped model and its BPE "
+    "biography world (hook blocks.1.hook_resid_mid); in place of --model"
 )
 
 
@@ -56,13 +57,13 @@ def _world(a: argparse.Namespace):
                 "gpt2), or --world bio for the shipped tiny model and its synthetic world"
             )
         if a.n_people is not None:
-            raise UsageError("--n-people only applies to --world bio; drop it (or use --world bio, not --model)")
+            raise UsageError("--n-people only applies to --world bio / bio-bpe; drop it (or use --world, not --model)")
         return None
     if a.model is not None:
         raise UsageError(f"--world {a.world} brings its own model; drop --model (or --world)")
-    from align_lens.cli.world import BioInputs
+    from align_lens.cli.world import BioInputs, BpeBioInputs
 
-    return BioInputs(a.n_people)
+    return (BioInputs if a.world == "bio" else BpeBioInputs)(a.n_people)
 
 
 def _model(a: argparse.Namespace, world):
@@ -93,7 +94,7 @@ def _model_options(p: argparse.ArgumentParser, ontology_help: str) -> None:
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--world", default=None, choices=WORLDS, help=WORLD_HELP)
     p.add_argument("--ontology", default=None, help=ontology_help)
-    p.add_argument("--n-people", type=positive_int, default=None, help="--world bio only: its first N people")
+    p.add_argument("--n-people", type=positive_int, default=None, help="--world only: its first N people")
 
 
 # ---- pretrain ----------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""`demo`, `train-base` and `--world bio` of `pretrain` / `align` / `eval`: the embedded default (synthetic
-biography world + its tiny model)."""
+"""`demo`, `train-base` and `--world bio` / `--world bio-bpe` of `pretrain` / `align` / `eval`: the embedded
+default (synthetic biography world + its tiny model) and the BPE biography world with its GPT-2-shaped model."""
 
 from __future__ import annotations
 
@@ -38,6 +38,44 @@ class BioInputs:
     def texts(self, seed: int) -> list[str]:
         """The Stage-1 corpus: one biography per person and one question per person and relation."""
         bios, questions = corpus_texts(self.world, self.n_people, seed)
+        return bios + questions
+
+
+class BpeBioInputs:
+    """`--world bio-bpe`: the shipped GPT-2-shaped model, its BPE biography world (train people × training
+    phrasings; held out: the held-out phrasings) and a middle hook, in place of --model, --hook, --ontology and
+    --texts. The world is imported only here."""
+
+    model_name = "align_lens/bio-bpe"
+    hook = "blocks.1.hook_resid_mid"
+    train_command = "python benchmarks/train_bio_bpe.py --out DIR"
+
+    def __init__(self, n_people: int | None):
+        from align_lens.adapter import COMPACT_WEIGHTS
+        from align_lens.worlds.bpe_model import DATA_DIR, load_bpe_world
+
+        if not (DATA_DIR / COMPACT_WEIGHTS).exists():
+            raise UsageError(
+                f"--world bio-bpe needs the trained GPT-2-shaped model in {DATA_DIR}, which is not shipped yet; "
+                f"train one with `{self.train_command}` and pass --model DIR --ontology FILE instead (the world's "
+                "ontology: BpeBioWorld.write_ontology)"
+            )
+        self.world = load_bpe_world()
+        if n_people is not None and n_people > self.world.n_people:
+            raise UsageError(f"--n-people {n_people} but the world has {self.world.n_people} people; pass at most that")
+        self.n_people = n_people
+
+    def model(self, device: str):
+        from align_lens.worlds.bpe_model import load_bpe_model
+
+        return load_bpe_model(device=device)
+
+    def ontology(self) -> Ontology:
+        return self.world.ontology("phrasings", self.n_people)
+
+    def texts(self, seed: int) -> list[str]:
+        """The Stage-1 corpus: one biography per person and one training question per train person and relation."""
+        bios, questions = corpus_texts(self.world, self.n_people, seed, self.ontology())
         return bios + questions
 
 

@@ -3,7 +3,7 @@
 The model is of the GPT-2 family (learned positions, LayerNorm, gelu_new, d_vocab 50,257, BOS prepended, GPT-2's
 tokenizer attached). Training runs on a compact copy whose vocabulary is the few thousand ids the world uses
 (the softmax over 50,257 rows would cost more than the transformer); the saved model is the full-vocabulary
-expansion, every other token at the fill of `compact_vocab` and stored as the used rows only.
+expansion, every other token at the fill of `align_lens.adapter.compact_vocab`, stored as the used rows only.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from align_lens.adapter import build_model
+from align_lens.adapter import build_model, expand_vocab, load_transformer, save_transformer
 from align_lens.worlds.base_model import _load_checkpoint, _save_checkpoint, lr_at, masked_loss
 from align_lens.worlds.bio import RELATIONS
 from align_lens.worlds.bio_bpe import BpeBioWorld
-from align_lens.worlds.compact_vocab import expand_vocab, load_compact, save_compact
 from align_lens.worlds.gpt2_tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 DATA_DIR = Path(__file__).parent / "data" / "bio_bpe_model"
@@ -127,7 +126,7 @@ def answer_accuracy(
     """Per relation: share of examples whose first answer token, and whose whole answer then <|endoftext|>
     ("full"), are the argmax after the prompt and the answer so far (teacher-forced: equal to exact greedy
     decoding up to the stop). The argmax runs over the world's token ids `rows` only: a full-vocabulary model at
-    the `compact_vocab` fill never predicts another, so this equals the full argmax at a fraction of the cost.
+    the compact-vocabulary fill never predicts another, so this equals the full argmax at a fraction of the cost.
     `compact=True`: `model` is the training copy whose token i is GPT-2 token `rows[i]`."""
     eos = tokenizer.eos_token_id
     rows_t = torch.tensor(rows)
@@ -201,7 +200,7 @@ def train_bpe_model(
 ):
     """Train the GPT-2-shaped model from scratch on `world` (CPU); resumable from `out_dir/checkpoints`.
 
-    Writes the full-vocabulary model in compact storage (`save_compact`), `world.json`, `train_log.jsonl`
+    Writes the full-vocabulary model in compact storage (`save_transformer(..., vocab_rows=...)`), `world.json`, `train_log.jsonl`
     (periodic evaluations on `eval_examples_max` prompts of `eval_people` people per group) and `eval.json` (`final_examples_max` prompts of every set, over every person) into `out_dir`, and
     returns the model. The same seed gives the same weights, also across an interruption (same `threads`).
     """
@@ -252,9 +251,9 @@ def train_bpe_model(
             if step % checkpoint_every == 0 or step == steps:
                 _save_checkpoint(ckpt_dir, compact, opt, meta, step, epoch, batch)
         bar.close()
-        model = expand_vocab(compact.eval(), torch.tensor(rows), VOCAB_SIZE, tokenizer)
-        save_compact(model, torch.tensor(rows), out)
-        model = load_compact(out)
+        model = expand_vocab(compact.eval(), rows, VOCAB_SIZE, tokenizer)
+        save_transformer(model, out, vocab_rows=rows)
+        model = load_transformer(out)
         (out / EVAL_FILE).write_text(json.dumps(evaluate(model, world, None, final_examples_max), indent=1))
         if not keep_checkpoints:
             shutil.rmtree(ckpt_dir)
@@ -265,7 +264,7 @@ def train_bpe_model(
 
 def load_bpe_model(path: str | Path | None = None, device: str = "cpu"):
     """The trained GPT-2-shaped model (default: the one shipped in align_lens/worlds/data/bio_bpe_model)."""
-    return load_compact(path or DATA_DIR, device=device)
+    return load_transformer(path or DATA_DIR, device=device)
 
 
 def load_bpe_world(path: str | Path | None = None) -> BpeBioWorld:

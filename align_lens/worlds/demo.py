@@ -80,14 +80,15 @@ class DemoConfig:
         return EvalConfig(alphas=self.alphas, swap_items=self.swap_items, task_items=self.task_items, seed=self.seed)
 
 
-def corpus_texts(world, n_people: int | None, seed: int) -> tuple[list[str], list[str]]:
-    """(one biography per person, one training-template question per person and relation) for the first
-    `n_people` people: the Stage-1 corpus."""
+def corpus_texts(world, n_people: int | None, seed: int, ontology=None) -> tuple[list[str], list[str]]:
+    """(one biography per person, one training question per person and relation) for the first `n_people`
+    people: the Stage-1 corpus. The questions are those of `ontology`'s train split (default
+    `world.ontology(n_people)`)."""
     n = n_people or world.n_people
     bios = [d.text for d in world.documents(seed) if d.loss_from == 0][:n]
     rng = random.Random(seed)
     by_key: dict[tuple, list[str]] = {}
-    for e in world.ontology(n).select("train"):
+    for e in (ontology or world.ontology(n)).select("train"):
         by_key.setdefault((e.entity, e.concept), []).append(e.prompt)
     return bios, [rng.choice(prompts) for prompts in by_key.values()]
 

@@ -1,11 +1,10 @@
-"""The GPT-2-shaped model: config, compact storage round trip, restricted-vocabulary scoring, padding."""
+"""The GPT-2-shaped model: config, restricted-vocabulary scoring, packing, padding, training."""
 
 import pytest
 import torch
-from transformer_lens import HookedTransformer
 
 from align_lens.activations.gather import gather_activations
-from align_lens.adapter import answer_tokens, build_model, tokenize
+from align_lens.adapter import answer_tokens, build_model, expand_vocab, tokenize
 from align_lens.evals.decoding import greedy_decode
 from align_lens.worlds.bio_bpe import BpeBioWorld
 from align_lens.worlds.bpe_model import (
@@ -16,7 +15,6 @@ from align_lens.worlds.bpe_model import (
     train_bpe_model,
     vocab_lookup,
 )
-from align_lens.worlds.compact_vocab import UNUSED_LOGIT_BIAS, expand_vocab, load_compact, save_compact
 from align_lens.worlds.gpt2_tokenizer import load_gpt2_tokenizer
 
 
@@ -46,33 +44,6 @@ def test_config_is_gpt2_shaped(model):
     assert (cfg.d_vocab, cfg.act_fn, cfg.normalization_type) == (50257, "gelu_new", "LN")
     assert cfg.positional_embedding_type == "standard" and cfg.default_prepend_bos and cfg.tokenizer_prepends_bos
     assert (cfg.n_heads * cfg.d_head, cfg.d_mlp) == (cfg.d_model, 4 * cfg.d_model)
-
-
-def test_unused_tokens_sit_at_the_fill(model):
-    m, rows = model
-    unused = torch.ones(50257, dtype=torch.bool)
-    unused[rows] = False
-    assert not m.W_E[unused].any() and not m.W_U[:, unused].any()
-    assert (m.b_U[unused] == UNUSED_LOGIT_BIAS).all()
-
-
-def test_compact_storage_round_trip_is_bit_exact_after_fp16(model, tmp_path):
-    m, rows = model
-    save_compact(m, rows, tmp_path)
-    loaded = load_compact(tmp_path)
-    assert isinstance(loaded, HookedTransformer) and loaded.cfg.d_vocab == 50257
-    want = {k: (v.half().float() if v.is_floating_point() else v) for k, v in m.state_dict().items()}
-    got = loaded.state_dict()
-    assert want.keys() == got.keys()
-    for k in want:
-        assert torch.equal(want[k], got[k]), k
-    assert loaded.tokenizer is not None and loaded.tokenizer(" was")["input_ids"] == [50256, 373]
-
-
-def test_save_refuses_rows_that_miss_a_used_token(model, tmp_path):
-    m, rows = model
-    with pytest.raises(ValueError, match="not at the fill"):
-        save_compact(m, rows[1:], tmp_path)
 
 
 def test_restricted_argmax_equals_full_argmax(world, tok, model):
