@@ -64,6 +64,7 @@ def user_files(tiny_model, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # the fast suite runs the same four commands from a shell in tests/cli/test_gpt2_shaped.py
 def test_user_model_pretrain_align_eval_publish_from_a_shell(user_files):
     root = user_files
     model = ["--model", "model", "--ontology", "concepts.jsonl"]
