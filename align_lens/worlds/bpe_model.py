@@ -21,6 +21,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from align_lens.adapter import build_model, expand_vocab, load_transformer, save_transformer
+from align_lens.training import checkpoint
 from align_lens.worlds.base_model import _load_checkpoint, _save_checkpoint, lr_at, masked_loss
 from align_lens.worlds.bio import RELATIONS
 from align_lens.worlds.bio_bpe import BpeBioWorld
@@ -218,7 +219,8 @@ def train_bpe_model(
         torch.manual_seed(seed)
         compact = build_model(cfg)
         opt = torch.optim.AdamW(compact.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-        meta = {"cfg": cfg, "world": world.params(), "seed": seed, "steps": steps, "batch_size": batch_size}
+        settings = {"seed": seed, "steps": steps, "batch_size": batch_size}
+        meta = checkpoint.fingerprint(settings, cfg=cfg, world=world.params())
         step, epoch, batch = _load_checkpoint(ckpt_dir, compact, opt, meta, "cpu")
         if step == 0:
             (out / LOG_FILE).unlink(missing_ok=True)
