@@ -28,6 +28,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--checkpoint-every", type=int, default=50)
     args = ap.parse_args()
     train_bpe_model(
         BpeBioWorld(n_people=args.n_people, seed=args.seed, qa_per_relation=args.qa_per_relation),
@@ -39,9 +43,12 @@ def main() -> None:
         warmup=args.warmup,
         seed=args.seed,
         threads=args.threads,
+        batch_size=args.batch_size,
+        weight_decay=args.weight_decay,
+        device=args.device,
         eval_every=250,
         eval_examples_max=300,
-        checkpoint_every=50,
+        checkpoint_every=args.checkpoint_every,
     )
     table = json.loads((Path(args.out) / EVAL_FILE).read_text())
     print("set        first_token  full")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from align_lens.cli.options import UsageError, default_of, flag_dest, option, positive_int
@@ -13,7 +14,7 @@ from align_lens.ontology import Ontology
 from align_lens.training.config import with_values
 from align_lens.worlds.base_model import load_base_model, load_base_world, train_base_model
 from align_lens.worlds.bio import make_world
-from align_lens.worlds.demo import DemoConfig, corpus_texts
+from align_lens.worlds.demo import BPE_HOOK, DemoConfig, corpus_texts
 
 
 class BioInputs:
@@ -47,23 +48,30 @@ class BpeBioInputs:
     --texts. The world is imported only here."""
 
     model_name = "align_lens/bio-bpe"
-    hook = "blocks.1.hook_resid_mid"
+    hook = BPE_HOOK
     train_command = "python benchmarks/train_bio_bpe.py --out DIR"
 
     def __init__(self, n_people: int | None):
-        from align_lens.adapter import COMPACT_WEIGHTS
-        from align_lens.worlds.bpe_model import DATA_DIR, load_bpe_world
+        from align_lens.worlds.bpe_model import load_bpe_world
 
-        if not (DATA_DIR / COMPACT_WEIGHTS).exists():
-            raise UsageError(
-                f"--world bio-bpe needs the trained GPT-2-shaped model in {DATA_DIR}, which is not shipped yet; "
-                f"train one with `{self.train_command}` and pass --model DIR --ontology FILE instead (the world's "
-                "ontology: BpeBioWorld.write_ontology)"
-            )
+        self.check_shipped()
         self.world = load_bpe_world()
         if n_people is not None and n_people > self.world.n_people:
             raise UsageError(f"--n-people {n_people} but the world has {self.world.n_people} people; pass at most that")
         self.n_people = n_people
+
+    @classmethod
+    def check_shipped(cls) -> None:
+        """A one-line error naming the training command when the package holds no trained model."""
+        from align_lens.adapter import COMPACT_WEIGHTS
+        from align_lens.worlds.bpe_model import DATA_DIR
+
+        if not (DATA_DIR / COMPACT_WEIGHTS).exists():
+            raise UsageError(
+                f"--world bio-bpe needs the trained GPT-2-shaped model in {DATA_DIR}, which is missing; "
+                f"train one with `{cls.train_command}` and pass --model DIR --ontology FILE instead (the world's "
+                "ontology: BpeBioWorld.write_ontology)"
+            )
 
     def model(self, device: str):
         from align_lens.worlds.bpe_model import load_bpe_model
@@ -104,18 +112,31 @@ def add_demo(sub, common) -> None:
     option(d, DemoConfig, "out_dir", flag="--out", help="output folder")
     for name, (flag, kind, text) in DEMO_OPTIONS.items():
         option(d, DemoConfig, name, flag=flag, dest=flag_dest(flag), type=kind, help=text)
+    d.add_argument(
+        "--world",
+        choices=("bio", "bio-bpe"),
+        default="bio",
+        help="bio: the word-level world and tiny model (fast); bio-bpe: GPT-2's tokenizer and the GPT-2-shaped model, "
+        "with its own defaults (bpe_demo_config) under any option given here (default: bio)",
+    )
     d.add_argument("--overwrite", action="store_true", help="replace an --out folder written by an earlier demo run")
     d.set_defaults(run=run_demo)
 
 
 def run_demo(a: argparse.Namespace) -> int:
-    from align_lens.worlds.demo import format_summary, run_demo
+    from align_lens.worlds.demo import bpe_demo_config, format_summary, run_demo
 
-    out = Path(a.out_dir)
+    values = {name: getattr(a, flag_dest(flag)) for name, (flag, _, _) in DEMO_OPTIONS.items()}
+    base = DemoConfig(overwrite=a.overwrite, device=a.device)
+    if a.world == "bio-bpe":  # its own defaults; the options given (those off the bio defaults) go on top
+        base = bpe_demo_config(overwrite=a.overwrite, device=a.device)
+        values = {k: v for k, v in values.items() if v != default_of(DemoConfig, k)}
+        BpeBioInputs.check_shipped()
+    out_dir = a.out_dir if a.out_dir != default_of(DemoConfig, "out_dir") else base.out_dir
+    out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; pass a folder path")
-    values = {name: getattr(a, flag_dest(flag)) for name, (flag, _, _) in DEMO_OPTIONS.items()}
-    record = run_demo(with_values(DemoConfig(out_dir=a.out_dir, overwrite=a.overwrite, device=a.device), values))
+    record = run_demo(with_values(replace(base, out_dir=out_dir), values))
     print(format_summary(record, str(out)))
     return 0
 

@@ -60,6 +60,7 @@ class Candidate:
     label: str  # e.g. "delta", "paper"
     editor: Editor
     alphas: Sequence[float] = ALPHAS
+    span: bool = False  # edit the generated positions too (`swap_hooks(span=True)`)
 
 
 def choose_swap(
@@ -74,10 +75,12 @@ def choose_swap(
     seed: int = 0,
     entity_names: dict[str, str] | None = None,
     max_new_tokens: int | None = None,
+    upper_bound: bool = True,
 ) -> dict[str, Any]:
     """Choose (candidate, α) by exact success on `val_examples` (≤ `val_items` base prompts per source concept,
     trials drawn with `seed`), then evaluate that candidate's whole α grid on `test_examples` (≤ `test_items` per
     concept, None: all; trials drawn with `seed + 1`). Ties go to the first candidate, then the first α.
+    `upper_bound=False` evaluates only the chosen α on test (a grid's cost less; the upper-bound keys are None).
 
     Returns {mode, alpha, val_exact, test_exact, test_ci (Wilson 95 %), test_trials, kept_source, type_target (at
     the chosen α), upper_bound_exact / upper_bound_alpha (best α of the chosen mode on the test trials: optimistic),
@@ -99,6 +102,7 @@ def choose_swap(
             seed=seed,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
+            span=cand.span,
         )
         val[cand.label] = {"alphas": res.alphas, "exact": res.success["exact"], "trials": res.counts["n_trials"]}
         for a, s in zip(res.alphas, res.success["exact"]):
@@ -111,15 +115,16 @@ def choose_swap(
         model,
         chosen.editor,
         test_examples,
-        chosen.alphas,
+        chosen.alphas if upper_bound else (alpha,),
         max_items=test_items,
         lookup=lookup,
         seed=seed + 1,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        span=chosen.span,
     )
     i = res.alphas.index(float(alpha))
-    ub_alpha, ub = res.best("exact")
+    ub_alpha, ub = res.best("exact") if upper_bound else (None, None)
     return {
         "mode": chosen.label,
         "alpha": float(alpha),

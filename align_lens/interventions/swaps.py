@@ -34,6 +34,7 @@ def edit_hooks(
     edit: Callable[[Tensor], Tensor],
     position: int | Tensor = -1,
     prefill_only: bool = True,
+    span: bool = False,
 ) -> list[tuple[EditSite, Callable]]:
     """Forward hooks that replace the residual at `hook_name`, at `position` of each row, by `edit(resid)`.
 
@@ -41,19 +42,30 @@ def edit_hooks(
     sequence: an int for every row or a LongTensor with one per row (negative counts from the end). With
     `prefill_only` the edit is skipped on one-token passes (the decode steps of a KV-cached `generate`); a
     decoder that re-runs the whole sequence every step passes absolute positions and `prefill_only=False`, so
-    every pass is edited the same way. This is the one edit hook: `swap_hooks` and every greedy decoding with an
+    every pass is edited the same way. `span=True` edits every position from `position` on (the generated
+    answer tokens too: on a KV-cached decode step, the one new position), so an answer of several tokens is
+    written under the edit throughout. This is the one edit hook: `swap_hooks` and every greedy decoding with an
     edit (swap evaluation, spliced task accuracy, slot interchange) install it.
     """
 
     def hook_fn(x: Tensor, hook) -> Tensor:
-        if prefill_only and x.shape[1] == 1:
-            return x  # a KV-cache decode step
-        b = x.shape[0]
-        pos = position.to(x.device) if isinstance(position, Tensor) else torch.full((b,), position, device=x.device)
-        pos = torch.where(pos < 0, pos + x.shape[1], pos)
+        b, t = x.shape[:2]
         ar = torch.arange(b, device=x.device)
+        if t == 1 and prefill_only:
+            if not span:
+                return x  # a KV-cache decode step
+            x = x.clone()
+            x[:, 0] = edit(x[:, 0]).to(x.dtype)
+            return x
+        pos = position.to(x.device) if isinstance(position, Tensor) else torch.full((b,), position, device=x.device)
+        pos = torch.where(pos < 0, pos + t, pos)
         x = x.clone()
-        x[ar, pos] = edit(x[ar, pos]).to(x.dtype)
+        for k in range(t - int(pos.min()) if span else 1):
+            at = pos + k
+            keep = at < t
+            at = at.clamp(max=t - 1)
+            new = edit(x[ar, at]).to(x.dtype)
+            x[ar[keep], at[keep]] = new[keep]
         return x
 
     return [(EditSite(hook_name), hook_fn)]
@@ -68,6 +80,7 @@ def swap_hooks(
     position: int | Tensor = -1,
     hook_name: str | None = None,
     prefill_only: bool = True,
+    span: bool = False,
 ) -> list[tuple[EditSite, Callable]]:
     """Forward hooks that swap concept `source` for `target` at `position`, with strength `alpha`.
 
@@ -85,7 +98,9 @@ def swap_hooks(
     the whole sequence, so give an absolute position (≥ 0) there. `prefill_only=False` edits one-token passes too.
     `aligned` may also be an `Editor` (baselines). The hook name is an `adapter.EditSite`: with SAELens'
     HookedSAETransformer and an SAE attached at that hook (`model.add_sae`), the edit applies to the attached SAE's
-    output (`<hook>.hook_sae_output`), i.e. to what flows on. The hook itself is `edit_hooks`'.
+    output (`<hook>.hook_sae_output`), i.e. to what flows on. The hook itself is `edit_hooks`'. `span=True`
+    edits every position from `position` on, the generated tokens included (for answers of several tokens, whose
+    later tokens re-read the question at a layer past the edit).
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
         raise ValueError(f"alpha must be a finite number (the edit strength), got {alpha!r}")
@@ -97,7 +112,9 @@ def swap_hooks(
     def rows(c: int | Tensor, b: int) -> Tensor:
         return c.cpu() if isinstance(c, Tensor) else torch.full((b,), c, dtype=torch.long)
 
-    return edit_hooks(ed.hook_name, lambda h: ed(h, rows(s, len(h)), rows(t, len(h)), alpha), position, prefill_only)
+    return edit_hooks(
+        ed.hook_name, lambda h: ed(h, rows(s, len(h)), rows(t, len(h)), alpha), position, prefill_only, span
+    )
 
 
 # =============================================================================================
@@ -189,6 +206,7 @@ def evaluate_swaps(
     seed: int = 0,
     hook_name: str | None = None,
     trials: Sequence[SwapTrial | Mapping] | None = None,
+    span: bool = False,
 ) -> SwapResults:
     """Swap A → B on prompts of concept A and check for the same entity's B answer, at every α.
 
@@ -201,6 +219,7 @@ def evaluate_swaps(
     `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`; the
     default grid is `ALPHAS`. Every trial is decoded by `greedy_decode` under `swap_hooks` (per-row concepts, the
     last prompt position of each row), the hooks users install: what is scored is what `model.generate` gives.
+    `span=True`: the edit also covers every generated position (`swap_hooks(span=True)`).
     """
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
@@ -247,7 +266,7 @@ def evaluate_swaps(
     for alpha in alphas:
 
         def hooks(rows: Tensor, last: Tensor, alpha=float(alpha)) -> list:
-            return swap_hooks(ed, src[rows], tgt[rows], alpha, position=last, prefill_only=False)
+            return swap_hooks(ed, src[rows], tgt[rows], alpha, position=last, prefill_only=False, span=span)
 
         gens = greedy_decode(model, trial_toks, max_new, batch_size, hooks)
         hits = {s: torch.zeros(c, c) for s in SCORERS}

@@ -198,12 +198,14 @@ def train_bpe_model(
     final_examples_max: int = 3000,
     keep_checkpoints: bool = True,
     progress: bool = True,
+    device: str = "cpu",
 ):
-    """Train the GPT-2-shaped model from scratch on `world` (CPU); resumable from `out_dir/checkpoints`.
+    """Train the GPT-2-shaped model from scratch on `world` on `device`; resumable from `out_dir/checkpoints`.
 
     Writes the full-vocabulary model in compact storage (`save_transformer(..., vocab_rows=...)`), `world.json`, `train_log.jsonl`
     (periodic evaluations on `eval_examples_max` prompts of `eval_people` people per group) and `eval.json` (`final_examples_max` prompts of every set, over every person) into `out_dir`, and
-    returns the model. The same seed gives the same weights, also across an interruption (same `threads`).
+    returns the model (on the CPU). The same seed gives the same weights, also across an interruption (same `threads`
+    and device).
     """
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -217,11 +219,12 @@ def train_bpe_model(
         lookup = vocab_lookup(rows)
         cfg = gpt2_config(n_layers, d_model, d_head, n_ctx, d_vocab=len(rows))
         torch.manual_seed(seed)
-        compact = build_model(cfg)
+        compact = build_model(cfg, device=device)
         opt = torch.optim.AdamW(compact.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-        settings = {"seed": seed, "steps": steps, "batch_size": batch_size}
+        settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_frac=min_lr_frac)
+        settings.update(weight_decay=weight_decay, grad_clip=grad_clip)
         meta = checkpoint.fingerprint(settings, cfg=cfg, world=world.params())
-        step, epoch, batch = _load_checkpoint(ckpt_dir, compact, opt, meta, "cpu")
+        step, epoch, batch = _load_checkpoint(ckpt_dir, compact, opt, meta, device)
         if step == 0:
             (out / LOG_FILE).unlink(missing_ok=True)
         data = batches(world, tokenizer, lookup, seed, n_ctx, batch_size, epoch, batch)
@@ -232,7 +235,7 @@ def train_bpe_model(
             epoch, batch, tokens, target = next(data)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, warmup, min_lr_frac)
-            loss = masked_loss(compact, tokens, target)
+            loss = masked_loss(compact, tokens.to(device), target.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(compact.parameters(), grad_clip)
@@ -253,7 +256,7 @@ def train_bpe_model(
             if step % checkpoint_every == 0 or step == steps:
                 _save_checkpoint(ckpt_dir, compact, opt, meta, step, epoch, batch)
         bar.close()
-        model = expand_vocab(compact.eval(), rows, VOCAB_SIZE, tokenizer)
+        model = expand_vocab(compact.cpu().eval(), rows, VOCAB_SIZE, tokenizer)
         save_transformer(model, out, vocab_rows=rows)
         model = load_transformer(out)
         (out / EVAL_FILE).write_text(json.dumps(evaluate(model, world, None, final_examples_max), indent=1))

@@ -30,13 +30,17 @@ from align_lens.worlds.base_model import load_base_model, load_base_world
 # relation (read by attention from the cue word) and the person add up with no interaction, so one edit vector per
 # relation pair swaps exactly; after the MLP they are entangled and every single-vector edit tops out near 0.88.
 DEFAULT_HOOK = "blocks.0.hook_resid_mid"
+# The BPE world's hook (benchmarks/bpe_protocol.py, docs/bio_bpe.md): chosen on validation people in its layer sweep.
+BPE_HOOK = "blocks.1.hook_resid_mid"
 
 
 @dataclass
 class DemoConfig:
-    """Sizes of every step; the defaults are the full demo (≤ 5 minutes on a 2-core CPU)."""
+    """Sizes of every step; the defaults are the full demo (≤ 5 minutes on a 2-core CPU). `bpe_demo_config()` is
+    the demo on the BPE biography world and its GPT-2-shaped model."""
 
     out_dir: str = "runs/demo"
+    world: str = "bio"  # "bio": the word-level world and tiny model; "bio-bpe": GPT-2's tokenizer, GPT-2-shaped model
     model_path: str | None = None  # default: the model shipped with the package
     hook_name: str = DEFAULT_HOOK
     n_people: int | None = None  # default: everyone in the world
@@ -93,6 +97,40 @@ def corpus_texts(world, n_people: int | None, seed: int, ontology=None) -> tuple
     return bios, [rng.choice(prompts) for prompts in by_key.values()]
 
 
+def bpe_demo_config(**overrides: Any) -> DemoConfig:
+    """The demo on the BPE biography world (`--world bio-bpe`): the shipped GPT-2-shaped model read at
+    `BPE_HOOK`, the first 150 people (train people × training phrasings; held out: the held-out phrasings), a
+    Stage-1 SAE of 8 × d_model latents, swaps on 10 base prompts per concept."""
+    stage1 = Stage1Config(
+        d_sae=2048,
+        k=32,
+        steps=1000,
+        batch_size=1024,
+        lr=3e-3,
+        dead_feature_window=50,
+        init_b_dec="mean",
+        model_name="align_lens/bio-bpe",
+    )
+    base = DemoConfig(
+        out_dir="runs/demo_bpe", world="bio-bpe", hook_name=BPE_HOOK, n_people=150, stage1=stage1, swap_items=10
+    )
+    return replace(base, **overrides)
+
+
+def _inputs(cfg: DemoConfig):
+    """(model, world, ontology) of `cfg.world`."""
+    if cfg.world == "bio":
+        world = load_base_world(cfg.model_path)
+        return load_base_model(cfg.model_path, device=cfg.device), world, world.ontology(cfg.n_people)
+    if cfg.world == "bio-bpe":
+        from align_lens.worlds.bpe_model import load_bpe_model, load_bpe_world
+
+        world = load_bpe_world(cfg.model_path)
+        model = load_bpe_model(cfg.model_path, device=cfg.device)
+        return model, world, world.ontology("phrasings", cfg.n_people)
+    raise ValueError(f"world must be 'bio' or 'bio-bpe', got {cfg.world!r}")
+
+
 def run_demo(cfg: DemoConfig | None = None) -> dict[str, Any]:
     """Run the whole pipeline and write `cfg.out_dir`/{aligned_sae/, stage1_sae/, ontology.json, results.json,
     report.html}."""
@@ -105,10 +143,8 @@ def _run_into(stage: Path, cfg: DemoConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    model = load_base_model(cfg.model_path, device=cfg.device)
-    world = load_base_world(cfg.model_path)
-    ontology = world.ontology(cfg.n_people)
-    bios, questions = corpus_texts(world, cfg.n_people, cfg.seed)
+    model, world, ontology = _inputs(cfg)
+    bios, questions = corpus_texts(world, cfg.n_people, cfg.seed, ontology)
     bio_acts = gather_token_activations(model, bios, cfg.hook_name, progress=cfg.progress)
     question_acts = gather_token_activations(model, questions, cfg.hook_name, progress=cfg.progress)
     token_acts = torch.cat([bio_acts, question_acts])
@@ -156,7 +192,8 @@ def _run_into(stage: Path, cfg: DemoConfig) -> dict[str, Any]:
         ("Timings (s)", [{"step": k, "seconds": v} for k, v in timings.items()]),
         ("Stage-2 losses", figures.loss_curves(aligned.history)),
     ]
-    write_report(stage / "report.html", "align_lens demo: AlignSAE on the synthetic biography world", sections)
+    world_name = {"bio": "the synthetic biography world", "bio-bpe": "the BPE biography world"}[cfg.world]
+    write_report(stage / "report.html", f"align_lens demo: AlignSAE on {world_name}", sections)
     return record
 
 

@@ -81,3 +81,20 @@ def test_miss_breakdown_classifies_each_miss():
     assert m["n_misses"] == 5
     assert m["kept_source"] == 0.2 and m["own_other_relation"] == 0.2 and m["other"] == 0.2
     assert m["other_person"] == 0.4 and m["other_person_shares_name"] == 0.2  # e2 shares "Lee"
+
+
+def test_choose_swap_without_upper_bound_evaluates_only_the_chosen_alpha_on_test(trained):
+    model, ont, hook = trained["model"], trained["ontology"], trained["hook"]
+    split = people_split(ont, 8, 8, seed=0)
+    dm = diffmean_directions(trained["train_acts"], ont.labels("train"), len(ont.names))
+    val, test = of_people(ont, split["val"], "heldout"), of_people(ont, split["test"], "heldout")
+    cand = [Candidate("diffmean", DirectionEditor(dm["means"], ont.names, hook))]
+    full = choose_swap(model, cand, val, test, ont, val_items=4, test_items=4)
+    lean = choose_swap(model, cand, val, test, ont, val_items=4, test_items=4, upper_bound=False)
+    assert lean["test"]["alphas"] == [lean["alpha"]] and len(full["test"]["alphas"]) == len(ALPHAS)
+    assert (lean["alpha"], lean["test_exact"], lean["test_trials"]) == (
+        full["alpha"],
+        full["test_exact"],
+        full["test_trials"],
+    )
+    assert lean["upper_bound_exact"] is None and lean["upper_bound_alpha"] is None

@@ -14,6 +14,7 @@ from align_lens import interventions as iv
 from align_lens.activations.gather import gather_activations
 from align_lens.adapter import stop_ids, tokenize
 from align_lens.evals.decoding import decode_tokens
+from align_lens.interventions.swaps import edit_hooks
 
 
 def _quiet_pair(trained, example):
@@ -119,6 +120,45 @@ def test_generate_under_swap_hooks_matches_evaluate_swaps(trained):
     width = model.to_tokens(prompts, padding_side="left").shape[1]
     batched = [cut(row[width:].tolist()) for row in out]
     assert batched == measured
+
+
+def test_span_edits_every_position_from_the_given_one_on(trained):
+    """`edit_hooks(span=True)` edits positions ≥ each row's `position`; without span only that position."""
+    model, hook = trained["model"], trained["hook"]
+    prompts = [e.prompt for e in trained["heldout_sample"][:2]]
+    toks = model.to_tokens(prompts, padding_side="right")
+    pos = torch.tensor([1, toks.shape[1] - 2])
+    seen = {}
+
+    def record(x, hook):
+        seen["x"] = x.detach().clone()
+
+    model.run_with_hooks(toks, fwd_hooks=[(hook, record)])
+    clean = seen["x"]
+    cols = torch.arange(toks.shape[1])[None]
+    for span, want in ((False, cols == pos[:, None]), (True, cols >= pos[:, None])):
+        edit = edit_hooks(hook, lambda h: h + 1.0, pos, prefill_only=False, span=span)
+        model.run_with_hooks(toks, fwd_hooks=[*edit, (hook, record)])
+        assert torch.equal((seen["x"] - clean).abs().sum(-1) > 0, want)
+
+
+def test_generate_under_span_swap_hooks_matches_evaluate_swaps(trained):
+    """With `span=True` the KV-cached `model.generate` edits each new position too, as the re-running decoder of
+    `evaluate_swaps(span=True)` does: the same generations, trial by trial."""
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    trials = iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, ont, seed=1)[:8]
+    alpha, max_new = 2.0, 6
+    res = iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), lookup=ont, max_new_tokens=max_new, span=True)
+    stops = stop_ids(model)
+    generated = []
+    for t in trials:
+        x = tokenize(model, [t.prompt])[0]
+        with model.hooks(fwd_hooks=iv.swap_hooks(al, t.source, t.target, alpha, span=True)):
+            out = model.generate(x[None], max_new_tokens=max_new, do_sample=False, verbose=False)
+        ids = out[0, len(x) :].tolist()
+        ends = [i for i, v in enumerate(ids) if v in stops]
+        generated.append(decode_tokens(model, ids[: ends[0]] if ends else ids))
+    assert generated == [row["generated"] for row in res.outputs]
 
 
 def test_evaluate_swaps_on_trained_model(trained):

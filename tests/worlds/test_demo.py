@@ -7,7 +7,7 @@ from sae_lens import SAE
 from align_lens import AlignConfig, AlignedSAE, Stage1Config
 from align_lens.cli import main
 from align_lens.files import strict_json
-from align_lens.worlds.demo import DemoConfig, run_demo
+from align_lens.worlds.demo import BPE_HOOK, DemoConfig, bpe_demo_config, run_demo
 
 REDUCED = dict(
     n_people=40,
@@ -96,3 +96,23 @@ def test_full_demo(tmp_path):
     s = record["summary"]
     assert s["binding_heldout"] >= 0.95 and s["binding_train"] >= 0.99
     assert s["swap_exact_best"] >= 0.5
+
+
+def test_bpe_demo_runs_on_the_shipped_gpt2_shaped_model(tmp_path):
+    """`bpe_demo_config` (`align-lens demo --world bio-bpe`): the shipped GPT-2-shaped model, its world, its hook."""
+    out = tmp_path / "bpe"
+    small = {k: v for k, v in REDUCED.items() if k != "n_people"}
+    record = run_demo(bpe_demo_config(out_dir=str(out), n_people=12, **small))
+    assert record["config"]["world"] == "bio-bpe" and record["config"]["hook_name"] == BPE_HOOK
+    sae = SAE.load_from_disk(out / "aligned_sae")
+    assert isinstance(sae, AlignedSAE) and sae.cfg.d_in == 256 and sae.cfg.metadata.hook_name == BPE_HOOK
+    s = record["summary"]
+    assert s["task_acc_clean"] >= 0.6  # multi-token answers, exact: the model answers its held-out phrasings
+    assert 0 <= s["binding_heldout"] <= 1 and 0 <= s["swap_exact_best"] <= 1
+    assert "BPE biography world" in (out / "report.html").read_text()
+
+
+def test_demo_world_is_checked(tmp_path):
+    with pytest.raises(ValueError, match="'bio' or 'bio-bpe'"):
+        run_demo(DemoConfig(out_dir=str(tmp_path / "out"), world="gpt2"))
+    assert list(tmp_path.iterdir()) == []  # nothing left behind
