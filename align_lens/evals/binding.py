@@ -20,6 +20,7 @@ from torch import Tensor
 # =============================================================================================
 
 
+TOP_K = 5  # top5_accuracy: the true column among this many largest
 MAX_MATRIX_CONCEPTS = 2000  # binding_metrics builds the c × k matrices and the matching up to this many concepts
 
 
@@ -64,6 +65,8 @@ def binding_metrics(
     Returns
       accuracy            argmax over the k columns == the label (column c is concept c's slot); this is the
                           AlignSAE slot accuracy, and with balanced classes equals the paper's "diagonal"
+      top5_accuracy       the label's column is among the 5 largest (columns tied with it count as larger, so a
+                          0 among zeros is no hit); silent rows miss
       n_silent, silent_fraction  rows where no column fired
       diagonal            macro average of per-concept recall (the paper's trace/c of the column-normalised confusion)
       hungarian_accuracy  accuracy after matching concepts to columns by `linear_sum_assignment` on the
@@ -99,6 +102,7 @@ def binding_metrics(
     if len(y):
         others[torch.arange(len(y)), y] = -float("inf")
     margin = own - others.max(-1).values if len(y) else own
+    top5 = ~silent & ((z >= own[:, None]).sum(-1) <= TOP_K)  # the own column plus < TOP_K others at or above it
 
     def per_concept_mean(values: Tensor) -> list[float]:  # mean over each concept's rows (NaN for none)
         sums = torch.zeros(c, dtype=torch.float64).index_add_(0, y, values.double())
@@ -128,6 +132,7 @@ def binding_metrics(
         }
     out = {
         "accuracy": float((pred == y).float().mean()) if len(y) else float("nan"),
+        "top5_accuracy": float(top5.float().mean()) if len(y) else float("nan"),
         "diagonal": float(np.nanmean(accuracy)),
         "n_silent": int(silent.sum()),
         "silent_fraction": float(silent.float().mean()) if len(y) else float("nan"),

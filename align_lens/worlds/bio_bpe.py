@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,6 +224,37 @@ class Document:
     loss_from: int
 
 
+@dataclass(frozen=True)
+class Span:
+    """Characters `start:end` of a text hold a filled-in field: "n" (a person's name) or "v" (a value)."""
+
+    start: int
+    end: int
+    field: str
+
+
+def _filled(template: str, **fields: str) -> tuple[str, list[Span]]:
+    """`template.format(**fields)` and the span of every field filled in."""
+    text, spans = "", []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        text += literal
+        if name is not None:
+            spans.append(Span(len(text), len(text) + len(fields[name]), name))
+            text += fields[name]
+    return text, spans
+
+
+def write_jsonl(ontology: Ontology, path: str | Path) -> Path:
+    """`ontology`'s examples as a user writes them: JSONL lines {"prompt", "concept", "answer", "entity", "split"}."""
+    path = Path(path)
+    lines = [
+        json.dumps({"prompt": e.prompt, "concept": e.concept, "answer": e.answer, "entity": e.entity, "split": e.split})
+        for e in ontology.examples
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def phrasings() -> list[Phrasing]:
     """Every question phrasing of every relation (8 cores × 4 formats)."""
     out = []
@@ -305,9 +337,19 @@ class BpeBioWorld(SavedParams):
 
     def biography(self, person: Person, rng: random.Random) -> str:
         """One sentence per relation, a random paraphrase each, in random order."""
-        sentences = [rng.choice(BIO_SENTENCES[r]).format(n=person.name, v=person.attrs[r]) for r in RELATIONS]
+        return self.labelled_biography(person, rng)[0]
+
+    def labelled_biography(self, person: Person, rng: random.Random) -> tuple[str, list[Span]]:
+        """`biography(person, rng)` (the same text for the same `rng` state) and the character span of every
+        name ("n") and attribute value ("v") in it, in order."""
+        sentences = [_filled(rng.choice(BIO_SENTENCES[r]), n=person.name, v=person.attrs[r]) for r in RELATIONS]
         rng.shuffle(sentences)
-        return " ".join(sentences)
+        text, spans = "", []
+        for sentence, sentence_spans in sentences:
+            start = len(text) + (1 if text else 0)
+            text += (" " if text else "") + sentence
+            spans += [Span(start + s.start, start + s.end, s.field) for s in sentence_spans]
+        return text, spans
 
     def documents(self, epoch_seed: int) -> list[Document]:
         """One epoch: a fresh biography of every person, and `qa_per_relation` training questions per relation of
@@ -362,15 +404,7 @@ class BpeBioWorld(SavedParams):
 
     def write_ontology(self, path: str | Path, heldout: str = "phrasings", n_people: int | None = None) -> Path:
         """`ontology(heldout, n_people)` as JSONL lines {"prompt", "concept", "answer", "entity", "split"}."""
-        path = Path(path)
-        lines = [
-            json.dumps(
-                {"prompt": e.prompt, "concept": e.concept, "answer": e.answer, "entity": e.entity, "split": e.split}
-            )
-            for e in self.ontology(heldout, n_people).examples
-        ]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return write_jsonl(self.ontology(heldout, n_people), path)
 
     @staticmethod
     def _example(person: Person, ph: Phrasing, split: str) -> Example:

@@ -1,0 +1,75 @@
+"""The concept families of the BPE biography world: consistent ontologies, documented splits, the name reading."""
+
+from collections import Counter
+
+import pytest
+
+from align_lens.ontology import Ontology
+from align_lens.worlds import bio_bpe_families as families
+from align_lens.worlds.bio_bpe import BpeBioWorld
+from align_lens.worlds.gpt2_tokenizer import load_gpt2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def world():
+    return BpeBioWorld(n_people=200, name_pool=20, n_cities=40, n_universities=30, n_employers=40)
+
+
+def test_entities_split_by_phrasing_of_the_same_people(world):
+    onto = families.entities(world, n_people=50)
+    assert onto.n_concepts == 50 and set(onto.names) == {p.name for p in world.people_of("train")[:50]}
+    counts = Counter((e.concept, e.split) for e in onto.examples)
+    assert all(counts[n, "train"] == 6 and counts[n, "heldout"] == 2 for n in onto.names)
+    cores = {e.split: set() for e in onto.examples}
+    for e in onto.examples:
+        cores[e.split].add(int(e.template.split("/")[1].split(".")[0]))
+    assert cores == {"train": cores["train"] & {0, 1, 2, 3, 4}, "heldout": cores["heldout"] & {5, 6}}
+
+
+def test_name_reading_ends_at_the_names_last_piece(world):
+    tok = load_gpt2_tokenizer()
+    full = families.entities(world, n_people=20)
+    cut = families.entities(world, n_people=20, read="name")
+    assert all(e.prompt.endswith(e.concept) for e in cut.examples)
+    whole = {(e.entity, e.template): e.prompt for e in full.examples}
+    for e in cut.examples:
+        ids = tok(e.prompt)["input_ids"]
+        assert tok(whole[e.entity, e.template])["input_ids"][: len(ids)] == ids
+        assert ids[-1] == tok(" " + e.concept, add_special_tokens=False)["input_ids"][-1]
+
+
+def test_values_at_default_sizes_and_one_concept_per_city():
+    world = BpeBioWorld()
+    onto = families.values(world)
+    assert onto.n_concepts >= 200
+    kinds = Counter(n.split(":")[0] for n in onto.names)
+    assert set(kinds) == {"city", "university", "employer", "major"}
+    assert all(onto.counts()[n]["heldout"] > 0 for n in onto.names)
+
+
+def test_syntax_labels_follow_the_generator(world):
+    onto = families.syntax(world, n_train_bios=30, n_heldout_bios=10)
+    assert onto.names == ["name", "value", "other"]
+    people = {p.name: p for p in world.people}
+    train_people = {p.name for p in world.people[:30]}
+    for e in onto.examples:
+        assert (e.entity in train_people) == (e.split == "train")
+        last = e.prompt.rsplit(" ", 1)[-1]  # the cut word (the token may be its first pieces)
+        words = {"name": e.entity.split(), "value": " ".join(people[e.entity].attrs.values()).split()}
+        if e.concept in words:
+            assert any(w.startswith(last) for w in words[e.concept]), (e.concept, e.prompt[-40:])
+    assert min(onto.counts()[n]["heldout"] for n in onto.names) > 0
+
+
+def test_mixed_loads_from_jsonl_with_its_prefixes(world, tmp_path):
+    with pytest.warns(UserWarning, match="imbalanced"):  # 6 relations over 20 people each, 6 prompts per person
+        sizes = {"n_relation_people": 20, "n_entities": 60, "syntax_bios": (20, 10)}
+        onto = Ontology.from_jsonl(families.write_family(world, "mixed", tmp_path / "mixed.jsonl", **sizes))
+    prefixes = Counter(n.split(":")[0] for n in onto.names)
+    assert prefixes["rel"] == 6 and prefixes["person"] == 60 and prefixes["tok"] == 3 and prefixes["value"] > 20
+    assert len(onto.examples) == len({e.prompt for e in onto.examples})  # dedupe: one concept per prompt
+
+
+def test_unknown_family_is_refused(world):
+    with pytest.raises(ValueError, match="family must be one of"):
+        families.family(world, "colours")
