@@ -23,12 +23,12 @@ HOOK = "blocks.1.hook_resid_mid"
 
 @pytest.fixture(scope="module")
 def user_files(tmp_path_factory):
-    """A JSONL ontology written from the shipped world's first 8 people (every 4th prompt) and a text file."""
+    """A JSONL ontology written from the shipped world's first 8 people (every 6th prompt) and a text file."""
     root = tmp_path_factory.mktemp("gpt2_shaped")
     world = load_bpe_world()
     ont = world.ontology("phrasings", n_people=8)
     keys = ("prompt", "concept", "answer", "entity", "split")
-    rows = [{k: getattr(e, k) for k in keys} for e in ont.examples[::4]]
+    rows = [{k: getattr(e, k) for k in keys} for e in ont.examples[::6]]
     (root / "concepts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     bios = [d.text for d in world.documents(0) if d.loss_from == 0][:8]
     (root / "texts.txt").write_text("".join(t + "\n" for t in bios + [r["prompt"] for r in rows[:40]]))

@@ -98,6 +98,7 @@ def test_full_demo(tmp_path):
     assert s["swap_exact_best"] >= 0.5
 
 
+@pytest.mark.slow  # ~30 s: the fast suite has the same model through the CLI (tests/cli/test_gpt2_shaped.py)
 def test_bpe_demo_runs_on_the_shipped_gpt2_shaped_model(tmp_path):
     """`bpe_demo_config` (`align-lens demo --world bio-bpe`): the shipped GPT-2-shaped model, its world, its hook."""
     out = tmp_path / "bpe"
