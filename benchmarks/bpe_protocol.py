@@ -126,6 +126,7 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     dm = diffmean_directions(train_last, y_train, len(names))
     binding = binding_rows(sets, names, aligned, stage1, best, dm, (train_last, y_train))
     lap("binding")
+    print(f"  {hook} binding: {json.dumps(binding)}", flush=True)
 
     # ---- fidelity on the test people's tokens; spliced exact accuracy at the last prompt token
     test_tokens = gather_token_activations(
@@ -140,6 +141,7 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
         "task_spliced_aligned": task_accuracy(model, sample, aligned, use_error_term=False, positions="last")["exact"],
     }
     lap("fidelity")
+    print(f"  {hook} fidelity: {json.dumps(fid)} seconds: {phase}", flush=True)
 
     # ---- swaps: (mode, α) chosen on validation people, reported on test people
     def both(label: str, editor) -> list[Candidate]:
@@ -149,7 +151,6 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     methods = {
         "aligned slots": both("delta", slot_editor(aligned, "delta")) + both("paper", slot_editor(aligned, "paper")),
         "DiffMean": both("diffmean", DirectionEditor(dm["means"], names, hook)),
-        "stage-1 best latents": both("delta", stage1_editor(stage1, best, hook)),
     }
     gen = torch.Generator().manual_seed(args.seed)
     rand = torch.randn(dm["means"].shape, generator=gen)
@@ -158,6 +159,7 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     if not args.no_das:
         das, _ = train_das(model, train_ex, train_last, names, hook, DASConfig(steps=args.das_steps, seed=args.seed))
         methods["DAS rank 8"] = both("das", das)
+    methods["stage-1 best latents"] = both("delta", stage1_editor(stage1, best, hook))
     val_held = of_people(full, people["val"], "heldout")
     swaps = {}
     for label, cands in methods.items():
