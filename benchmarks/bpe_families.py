@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from bpe_protocol import stride
+from bpe_protocol import sae_configs, stride
 
 from align_lens.activations.gather import gather_activations, gather_token_activations
 from align_lens.adapter import load_transformer
@@ -27,7 +27,6 @@ from align_lens.analysis.baselines import diffmean_binding, diffmean_directions,
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.evals.fidelity import fidelity
 from align_lens.ontology import Ontology
-from align_lens.training.config import AlignConfig, LossWeights, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 from align_lens.worlds.bio_bpe_families import FAMILIES, write_family
@@ -62,22 +61,8 @@ def run(args, model, world, label: str, kw: dict) -> dict:
     acts_held = gather_activations(model, [e.prompt for e in held], args.hook, batch_size=256)
     bios = [d.text for d in world.documents(args.seed) if d.loss_from == 0]
     tokens = gather_token_activations(model, stride(bios[: len(bios) // 2], args.bios), args.hook)
-    rt = Runtime(seed=args.seed, progress=False)
-    s1 = Stage1Config(
-        d_sae=8 * model.cfg.d_model,
-        k=32,
-        steps=args.stage1_steps,
-        batch_size=1024,
-        lr=3e-3,
-        dead_feature_window=50,
-        init_b_dec="mean",
-        hook_name=args.hook,
-        runtime=rt,
-    )
+    s1, a_cfg = sae_configs(model, args.hook, args.stage1_steps, args.epochs, args.seed)
     stage1 = pretrain_sae(torch.cat([tokens, acts_train]), s1)
-    a_cfg = AlignConfig(
-        epochs=args.epochs, batch_size=256, weights=LossWeights(reconstruction=10.0), hook_name=args.hook, runtime=rt
-    )
     aligned = align(stage1, Ontology(onto.concepts, train), activations=acts_train, unlabelled=tokens, config=a_cfg)
     dm = diffmean_directions(acts_train, y_train, len(names))
     probe = linear_probe(acts_train, y_train, acts_held, y_held, names)["binding_heldout"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,10 +42,11 @@ from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.evals.selection import Candidate, choose_swap, of_people, people_split, restrict
 from align_lens.interventions.editors import DirectionEditor, slot_editor
 from align_lens.ontology import Ontology
-from align_lens.training.config import AlignConfig, LossWeights, Runtime, Stage1Config
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 from align_lens.worlds.bpe_model import load_bpe_world
+from align_lens.worlds.demo import bpe_demo_config
 
 
 def stride(items: list, n: int | None) -> list:
@@ -53,6 +55,13 @@ def stride(items: list, n: int | None) -> list:
         return items
     step = len(items) / n
     return [items[int(i * step)] for i in range(n)]
+
+
+def sae_configs(model, hook: str, stage1_steps: int, epochs: int, seed: int) -> tuple[Stage1Config, AlignConfig]:
+    """The BPE demo's Stage-1 and Stage-2 settings (`bpe_demo_config`) with 8 × d_model latents at `hook`."""
+    cfg, rt = bpe_demo_config(), Runtime(seed=seed, progress=False)
+    s1 = replace(cfg.stage1, d_sae=8 * model.cfg.d_model, steps=stage1_steps, hook_name=hook, runtime=rt)
+    return s1, replace(cfg.align, epochs=epochs, hook_name=hook, runtime=rt)
 
 
 def binding_rows(sets, names, aligned, stage1, best, dm, probe_train) -> dict:
@@ -89,23 +98,8 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     questions = [e.prompt for e in stride(train_ex, len(train_ex) // 10)]
     tokens = gather_token_activations(model, [bios[n] for n in sorted(people["train"])] + questions, hook)
     train_last = gather_activations(model, [e.prompt for e in train_ex], hook, batch_size=256)
-    rt = Runtime(seed=args.seed, progress=False)
-    s1_cfg = Stage1Config(
-        d_sae=8 * model.cfg.d_model,
-        k=32,
-        steps=args.stage1_steps,
-        batch_size=1024,
-        lr=3e-3,
-        dead_feature_window=50,
-        init_b_dec="mean",
-        hook_name=hook,
-        runtime=rt,
-    )
+    s1_cfg, a_cfg = sae_configs(model, hook, args.stage1_steps, args.epochs, args.seed)
     stage1 = pretrain_sae(torch.cat([tokens, train_last]), s1_cfg)
-    a_cfg = AlignConfig(
-        epochs=args.epochs, batch_size=256, weights=LossWeights(reconstruction=10.0), hook_name=hook, runtime=rt
-    )
-    lap("activations + stage 1")
     aligned = align(stage1, train_ont, model=model, activations=train_last, unlabelled=tokens, config=a_cfg)
     lap("stage 2")
 
