@@ -173,9 +173,10 @@ def check_safetensors(path: str | Path, what: str = "weights file") -> None:
         raise ValueError(f"{what} {path} is not a complete safetensors file; it is truncated or damaged: re-save it.")
 
 
-def strict_json(payload: Any) -> str:
-    """`payload` as strict JSON (what any parser accepts): a non-finite number (not measured) becomes null."""
-    return json.dumps(_nulls_for_nan(payload), indent=1, default=str, allow_nan=False)
+def strict_json(payload: Any, indent: int | None = 1) -> str:
+    """`payload` as strict JSON (what any parser accepts): a non-finite number (not measured) becomes null.
+    `indent=None`: one line (a JSON-lines row)."""
+    return json.dumps(_nulls_for_nan(payload), indent=indent, default=str, allow_nan=False)
 
 
 def _nulls_for_nan(value: Any) -> Any:

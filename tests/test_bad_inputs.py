@@ -893,6 +893,7 @@ def test_grokking_always_analyses_its_final_model(tmp_path):
 
     cfg = GrokkingConfig(
         out_dir=str(tmp_path / "g"),
+        seeds=(0,),
         steps=10,
         checkpoint_every=50,  # more than the steps: only step 0 is on the grid, the final model is not
         n_entities=10,
@@ -902,9 +903,11 @@ def test_grokking_always_analyses_its_final_model(tmp_path):
         n_heldout=20,
         stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
         align_epochs=1,
+        swap_items=4,
+        alphas=(1.0,),
         hook_name="blocks.1.hook_resid_post",
     )
-    assert [r["step"] for r in run_grokking(cfg)["rows"]] == [0, 10]
+    assert [r["step"] for r in run_grokking(cfg)["seeds"][0]["rows"]] == [0, 10]
 
 
 def test_device_is_parsed_the_way_torch_does():

@@ -4,7 +4,8 @@
   the Hungarian algorithm over all latents on a selectivity score; binding = argmax over the matched latents;
   swap = zero A's latent and set B's latent (delta edit, `interventions.LatentEditor`).
 * `diffmean_directions`: class means; swap h ← h + α(mean_B − mean_A) (`interventions.DirectionEditor`).
-* `linear_probe`: multinomial logistic regression on the activations (the binding upper bound).
+* `linear_probe`: multinomial logistic regression on the activations (the binding upper bound); swap along its
+  read-out directions with `DirectionEditor(probe_directions(probe, means))`.
 * `compare_baselines`: all of them next to the aligned slots, in binding, swap and fidelity.
 """
 
@@ -140,6 +141,15 @@ def linear_probe(
             out["heldout_accuracy"] = float((hl.argmax(-1) == heldout_labels.long().cpu()).float().mean())
             out["binding_heldout"] = binding_metrics(hl, heldout_labels, names)
     return out
+
+
+def probe_directions(probe: dict[str, Any], means: Float[Tensor, "c d"]) -> Float[Tensor, "c d"]:
+    """One vector per class along its probe weight in activation space (W_c / std), scaled to the norm of that
+    class mean's offset from the average class mean: `DirectionEditor(probe_directions(...))` patches along the
+    probe's own read-out directions at DiffMean's scale (α = 1 moves as far as the class means lie apart)."""
+    w = probe["weight"] / probe["std"]
+    unit = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return unit * (means - means.mean(0)).norm(dim=-1, keepdim=True)
 
 
 def compare_baselines(

@@ -207,6 +207,7 @@ def evaluate_swaps(
     hook_name: str | None = None,
     trials: Sequence[SwapTrial | Mapping] | None = None,
     span: bool = False,
+    offset: int = 0,
 ) -> SwapResults:
     """Swap A → B on prompts of concept A and check for the same entity's B answer, at every α.
 
@@ -219,8 +220,12 @@ def evaluate_swaps(
     `aligned` may be an AlignedSAE (edited with `mode`) or any `Editor` (baselines); α is in its `unit`; the
     default grid is `ALPHAS`. Every trial is decoded by `greedy_decode` under `swap_hooks` (per-row concepts, the
     last prompt position of each row), the hooks users install: what is scored is what `model.generate` gives.
-    `span=True`: the edit also covers every generated position (`swap_hooks(span=True)`).
+    `span=True`: the edit also covers every generated position (`swap_hooks(span=True)`). `offset` (≤ 0) moves
+    the edit back from the last prompt token, e.g. -2 edits the token two before it in every prompt (for concepts
+    read earlier in prompts of one shape).
     """
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset > 0:
+        raise ValueError(f"offset must be an int ≤ 0 (tokens back from the last prompt token), got {offset!r}")
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
         raise ValueError("no hook name: set the SAE's cfg.metadata.hook_name or pass hook_name=")
@@ -266,7 +271,8 @@ def evaluate_swaps(
     for alpha in alphas:
 
         def hooks(rows: Tensor, last: Tensor, alpha=float(alpha)) -> list:
-            return swap_hooks(ed, src[rows], tgt[rows], alpha, position=last, prefill_only=False, span=span)
+            at = last + offset
+            return swap_hooks(ed, src[rows], tgt[rows], alpha, position=at, prefill_only=False, span=span)
 
         gens = greedy_decode(model, trial_toks, max_new, batch_size, hooks)
         hits = {s: torch.zeros(c, c) for s in SCORERS}

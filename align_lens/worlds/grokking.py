@@ -1,59 +1,67 @@
-"""The grokking diagnostic: concept binding of aligned SAEs tracked over a base model's training checkpoints.
+"""The grokking diagnostic: how readers and edits of the bridge entity track a model's generalisation.
 
-At each checkpoint of an implicit-format two-hop model (the model answers e3 without writing the bridge) we
-record its train / held-out / OOD composition accuracy and fit Stage 1 (`pretrain_sae`) + Stage 2 (`align`) on
-TRAINING questions only, then score binding on HELD-OUT compositions. One Stage-1 SAE per checkpoint, one
-Stage-2 fit per series: relation slots for step 1 (r1) and for step 2 (r2) and bridge-entity slots (e2), all read at
-the answer position, and (compact phrasing) bridge-entity slots at the r1 token, where the first hop can already be
-computed. Unlike the official analysis (a separate SAE per epoch scored on its own training items, and no
-accuracy per epoch), binding here is out-of-sample and lined up against the model's own generalisation.
+An implicit-format two-hop model (prompt `Q: e1 r1 r2 A:`, answer e3: the bridge e2 is never written) is trained
+with a checkpoint every `checkpoint_every` steps, once per seed. At each checkpoint its train / held-out / OOD
+composition accuracy is logged, and `grokking_checkpoint.diagnose` fits every reader (aligned slots, a probe,
+DiffMean, the Stage-1 SAE's best latent, aligned slots on shuffled labels) on TRAINING questions, scores them on
+HELD-OUT compositions, and swaps the bridge entity to test whether the answer follows it. Unlike the official
+analysis (a separate SAE per epoch scored on its own training items, no accuracy per epoch), every number is
+out-of-sample and lined up against the model's own generalisation, per seed, with the spread over seeds.
+
+Each seed lives in `out_dir/seed_<s>/` (its model, unless `model_dir` is given, and `rows.jsonl`, one line per
+analysed checkpoint): an interrupted run resumes, and seeds run in separate processes into the same `out_dir` are
+picked up by a later run with all of them. With `threads=1` every number is bit-reproducible on one machine.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from align_lens.activations.gather import gather_activations
-from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.files import strict_json
-from align_lens.training.config import AlignConfig, Runtime, Stage1Config
-from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import align
+from align_lens.training.checkpoint import fingerprint
+from align_lens.training.config import Stage1Config
+from align_lens.worlds.grokking_checkpoint import READERS, SERIES, SWAP_METHODS, diagnose, key, swap_key
 from align_lens.worlds.two_hop import TwoHopWorld, make_two_hop_world
 from align_lens.worlds.two_hop_model import LOG_FILE, WORLD_FILE, checkpoint_steps, load_checkpoint, train_two_hop_model
 
-SERIES = ("relation_step1", "relation_step2", "bridge_entity", "bridge_entity_at_r1")
-SPLITS = ("train", "heldout")
-R1_INDEX = 3  # token index of r1 in the compact prompt "<bos> Q: e1 r1 r2 A:"
 ACCURACY = ("train", "heldout", "ood")
+# `align-lens grokking --quick`: one seed, a shorter schedule (docs/two_hop.md)
+QUICK: dict[str, Any] = {"seeds": (0,), "steps": 4000, "checkpoint_every": 500}
+ROWS_FILE = "rows.jsonl"
+STAMP_FILE = "diagnostic.json"
 
 
 @dataclass
 class GrokkingConfig:
-    """Settings of `run_grokking`. The defaults are the measured CPU recipe (docs/two_hop.md)."""
+    """Settings of `run_grokking`. The defaults are the measured plateau recipe (docs/two_hop.md)."""
 
     out_dir: str = "runs/grokking"
-    model_dir: str | None = None  # an implicit model with checkpoints; None: train one into out_dir/model
+    model_dir: str | None = None  # an implicit model with checkpoints (one seed only); None: train per seed
+    seeds: tuple[int, ...] = (0, 1, 2)
     steps: int = 4000
     checkpoint_every: int = 250
-    lr: float = 2e-3  # base-model learning rate (1e-3 reached held-out only 0.88 by step 5,000)
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    d_model: int = 64
     n_entities: int = 100
     n_relations: int = 20
     world_seed: int = 0
     world_heldout: int = 2000  # held-out compositions of the world
+    world_train: int | None = None  # training compositions (None: all the others); φ = world_train / atomic facts
     phrasing: str = "compact"  # "Q: e1 r1 r2 A:" (about half the training cost of the natural frames)
     hook_name: str = "blocks.2.hook_resid_post"
-    n_train: int = 2000  # training questions for Stage 1 / Stage 2
+    n_train: int = 2000  # training questions for the readers
     n_heldout: int = 1000  # held-out compositions scored
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(d_sae=256, k=8, steps=300, batch_size=256))
     align_epochs: int = 8
-    seed: int = 0
+    swap_items: int = 100  # held-out compositions per half (validation, test) of the bridge swap
+    alphas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
     device: str = "cpu"
     threads: int = 1
     progress: bool = False
@@ -64,103 +72,136 @@ def crossing(steps: list[int], values: list[float], threshold: float) -> int | N
     return next((s for s, v in zip(steps, values) if v >= threshold), None)
 
 
-def _series(rows: list[dict[str, Any]], key: str) -> list[float]:
-    return [r[key] for r in rows]
+def plateau(steps: list[int], train: list[float], heldout: list[float]) -> dict[str, Any]:
+    """fit = first step with training compositions ≥ 0.99; rise = first step with held-out > 0.2; grok = first
+    step with held-out ≥ 0.9; plateau = rise − fit (up to the last step if held-out never rises), ratio = plateau /
+    fit (the goal: ≥ 2)."""
+    fit, grok = crossing(steps, train, 0.99), crossing(steps, heldout, 0.9)
+    rise = next((s for s, v in zip(steps, heldout) if v > 0.2), None)
+    if fit is None:
+        return {"fit": None, "rise": rise, "grok": grok, "plateau": None, "ratio": None}
+    length = (rise if rise is not None else steps[-1]) - fit
+    return {"fit": fit, "rise": rise, "grok": grok, "plateau": length, "ratio": length / fit if fit else None}
 
 
-def binding_at_checkpoint(model, world: TwoHopWorld, cfg: GrokkingConfig) -> dict[str, float]:
-    """One Stage-1 SAE and one Stage-2 fit per series, on training questions; held-out top-1 binding of each
-    (see the module docstring). With the compact phrasing the bridge entity is also read at the r1 token."""
-    ent = world.entity_ontology("implicit", cfg.n_train, cfg.n_heldout, cfg.seed)
-    sites: dict[str, tuple[Any, str | int]] = {  # series -> (ontology, position)
-        "relation_step1": (world.relation_ontology("implicit", (1,), cfg.n_train, cfg.n_heldout, cfg.seed), "last"),
-        "relation_step2": (world.relation_ontology("implicit", (2,), cfg.n_train, cfg.n_heldout, cfg.seed), "last"),
-        "bridge_entity": (ent, "last"),
-    }
-    if world.phrasing == "compact":
-        sites["bridge_entity_at_r1"] = (ent, R1_INDEX)
-    acts: dict[tuple, dict[str, torch.Tensor]] = {}
-    for onto, pos in sites.values():
-        key = (tuple(onto.prompts("train")), pos)  # the relation ontologies share their prompts
-        if key not in acts:
-            acts[key] = {s: gather_activations(model, onto.prompts(s), cfg.hook_name, pos, 256) for s in SPLITS}
-    stage1_acts = torch.cat([a["train"] for a in acts.values()])
-    runtime = Runtime(device=cfg.device, seed=cfg.seed, progress=cfg.progress)
-    batch_size = min(cfg.stage1.batch_size, len(stage1_acts))
-    sae = pretrain_sae(
-        stage1_acts, replace(cfg.stage1, batch_size=batch_size, hook_name=cfg.hook_name, runtime=runtime)
+def world_of(cfg: GrokkingConfig) -> TwoHopWorld:
+    return make_two_hop_world(
+        seed=cfg.world_seed,
+        n_entities=cfg.n_entities,
+        n_relations=cfg.n_relations,
+        n_heldout=cfg.world_heldout,
+        n_train=cfg.world_train,
+        phrasing=cfg.phrasing,
     )
-    out = {}
-    for name, (onto, pos) in sites.items():
-        a = acts[(tuple(onto.prompts("train")), pos)]
-        aligned = align(
-            sae,
-            onto,
-            activations=a["train"],
-            config=AlignConfig(epochs=cfg.align_epochs, runtime=runtime),
+
+
+def run_seed(cfg: GrokkingConfig, seed: int) -> list[dict[str, Any]]:
+    """Train (or load) one seed's model and diagnose each analysed checkpoint not yet in its `rows.jsonl`."""
+    folder = Path(cfg.out_dir) / f"seed_{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(cfg.model_dir) if cfg.model_dir else folder / "model"
+    if cfg.model_dir is None:
+        train_two_hop_model(
+            world_of(cfg),
+            model_dir,
+            "implicit",
+            d_model=cfg.d_model,
+            d_mlp=4 * cfg.d_model,
+            steps=cfg.steps,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            seed=seed,
+            device=cfg.device,
+            threads=cfg.threads,
+            checkpoint_every=cfg.checkpoint_every,
+            eval_every=cfg.checkpoint_every,
+            progress=cfg.progress,
         )
-        z = encode_in_chunks(aligned, a["heldout"], concepts_only=True)
-        out[name] = binding_metrics(z, onto.labels("heldout"), onto.names)["accuracy"]
+    world, log = _trained_run(model_dir)
+    stamp = fingerprint(asdict(cfg), exclude={"out_dir", "seeds", "progress"}, seed=seed)
+    rows = _cached_rows(folder, stamp)
+    done = {r["step"] for r in rows}
+    saved = checkpoint_steps(model_dir)
+    todo = [s for s in saved if s in log and (s % cfg.checkpoint_every == 0 or s == saved[-1])]
+    if not todo:
+        raise ValueError(
+            f"{model_dir} has no checkpoint with a logged evaluation; train with eval_every = checkpoint_every."
+        )
+    for step in todo:
+        if step in done:
+            continue
+        model = load_checkpoint(model_dir, step, cfg.device)
+        row = {"step": step, **{k: log[step].get(k, float("nan")) for k in ACCURACY}}
+        rows.append(row | diagnose(model, world, cfg, seed))
+        with (folder / ROWS_FILE).open("a") as f:
+            f.write(strict_json(rows[-1], indent=None) + "\n")
+    return sorted((r for r in rows if r["step"] in todo), key=lambda r: r["step"])
+
+
+def _cached_rows(folder: Path, stamp: dict) -> list[dict[str, Any]]:
+    """Rows already diagnosed under the same settings; other settings' rows are dropped."""
+    rows_path, stamp_path = folder / ROWS_FILE, folder / STAMP_FILE
+    if stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp and rows_path.exists():
+        return [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
+    rows_path.unlink(missing_ok=True)
+    stamp_path.write_text(json.dumps(stamp))
+    return []
+
+
+def bands(per_seed: dict[int, list[dict[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """Per numeric key: the steps all seeds analysed, and the mean, min and max over seeds at each."""
+    steps = sorted(set.intersection(*({r["step"] for r in rows} for rows in per_seed.values())))
+    by_step = {s: [next(r for r in rows if r["step"] == s) for rows in per_seed.values()] for s in steps}
+    keys = [k for k, v in next(iter(per_seed.values()))[0].items() if k != "step" and isinstance(v, float)]
+    out = {}
+    for k in keys:
+        vals = torch.tensor([[row[k] for row in by_step[s]] for s in steps], dtype=torch.float64)
+        out[k] = {"step": steps, "mean": vals.mean(1).tolist(), "min": vals.min(1).values.tolist()}
+        out[k]["max"] = vals.max(1).values.tolist()
+    return out
+
+
+def crossings(rows: list[dict[str, Any]]) -> dict[str, int | None]:
+    """First steps of: train ≥ 0.99, held-out ≥ 0.5 / 0.9, each reader's binding ≥ 0.9, each swap ≥ 0.5."""
+    steps = [r["step"] for r in rows]
+    out = {"train>=0.99": crossing(steps, [r["train"] for r in rows], 0.99)}
+    out |= {f"heldout>={t}": crossing(steps, [r["heldout"] for r in rows], t) for t in (0.5, 0.9)}
+    for k in [k for k in rows[0] if "." in k and not k.endswith(".alpha") or k in SERIES]:
+        t = 0.5 if k.startswith("swap.") else 0.9
+        out[f"{k}>={t}"] = crossing(steps, [r[k] for r in rows], t)
     return out
 
 
 def run_grokking(cfg: GrokkingConfig) -> dict[str, Any]:
-    """Train (or load) the implicit model's checkpoints; per checkpoint accuracy + held-out binding; writes
-    grokking.json and grokking.html into `cfg.out_dir` and returns the JSON record."""
+    """Every seed's rows (`run_seed`), their spread, crossings and plateau per seed; writes grokking.json and
+    grokking.html into `cfg.out_dir` and returns the JSON record."""
+    if not cfg.seeds:
+        raise ValueError("give at least one seed")
+    if cfg.model_dir is not None and len(cfg.seeds) > 1:
+        raise ValueError("--model is one trained model: give one seed, or omit --model to train one per seed")
     previous = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     try:
-        out = Path(cfg.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        model_dir = Path(cfg.model_dir) if cfg.model_dir else out / "model"
-        if cfg.model_dir is None:
-            world = make_two_hop_world(
-                seed=cfg.world_seed,
-                n_entities=cfg.n_entities,
-                n_relations=cfg.n_relations,
-                n_heldout=cfg.world_heldout,
-                phrasing=cfg.phrasing,
-            )
-            train_two_hop_model(
-                world,
-                model_dir,
-                "implicit",
-                steps=cfg.steps,
-                lr=cfg.lr,
-                seed=cfg.seed,
-                device=cfg.device,
-                threads=cfg.threads,
-                checkpoint_every=cfg.checkpoint_every,
-                eval_every=cfg.checkpoint_every,
-                progress=cfg.progress,
-            )
-        train_s = time.time() - t0
-        world, log = _trained_run(model_dir)
-        rows = []
-        saved = checkpoint_steps(model_dir)
-        for step in saved:
-            if step not in log or (step % cfg.checkpoint_every and step != saved[-1]):
-                continue  # analyse every `checkpoint_every` steps and the final model, where the accuracy was logged
-            model = load_checkpoint(model_dir, step, cfg.device)
-            acc = {k: log[step].get(k, float("nan")) for k in ACCURACY}
-            rows.append({"step": step, **acc, **binding_at_checkpoint(model, world, cfg)})
-        if not rows:
-            raise ValueError(
-                f"{model_dir} has no checkpoint with a logged evaluation; train with eval_every = checkpoint_every."
-            )
-        steps = [r["step"] for r in rows]
-        crossings = {f"{k}>=0.9": crossing(steps, _series(rows, k), 0.9) for k in SERIES if k in rows[0]}
-        crossings |= {f"heldout>={t}": crossing(steps, _series(rows, "heldout"), t) for t in (0.5, 0.9)}
-        crossings |= {"train>=0.9": crossing(steps, _series(rows, "train"), 0.9)}
+        per_seed = {s: run_seed(cfg, s) for s in cfg.seeds}
+        world, _ = _trained_run(
+            Path(cfg.model_dir) if cfg.model_dir else Path(cfg.out_dir) / f"seed_{next(iter(per_seed))}" / "model"
+        )
         record = {
             "config": asdict(cfg),
             "world": world.summary(),
-            "rows": rows,
-            "crossings": crossings,
-            "lag_steps_train_to_heldout_0.9": _lag(crossings["train>=0.9"], crossings["heldout>=0.9"]),
-            "wall_s": {"train_model": round(train_s, 1), "total": round(time.time() - t0, 1)},
+            "seeds": {
+                s: {
+                    "rows": rows,
+                    "crossings": crossings(rows),
+                    "plateau": plateau(*([r[k] for r in rows] for k in ("step", "train", "heldout"))),
+                }
+                for s, rows in per_seed.items()
+            },
+            "bands": bands(per_seed),
+            "wall_s": round(time.time() - t0, 1),
         }
+        out = Path(cfg.out_dir)
         (out / "grokking.json").write_text(strict_json(record))
         _report(out / "grokking.html", record)
         return record
@@ -180,43 +221,86 @@ def _trained_run(model_dir: Path) -> tuple[TwoHopWorld, dict[int, dict[str, Any]
     return TwoHopWorld.load(model_dir / WORLD_FILE), log
 
 
-def _lag(a: int | None, b: int | None) -> int | None:
-    return None if a is None or b is None else b - a
-
-
 def grokking_figure(record: dict[str, Any]):
-    """Two panels on a shared step axis: model accuracy (top) and held-out binding (bottom), crossings marked."""
+    """Four panels on a shared step axis, each line the mean over seeds with a min–max band: model accuracy,
+    aligned-slot binding per series (dotted: the shuffled-label floor), every reader of the bridge at the r1 token
+    (at the answer position for the natural phrasing), and the swap-follows-bridge rate of each edit."""
     from plotly.subplots import make_subplots
 
-    rows = record["rows"]
-    steps = [r["step"] for r in rows]
-    fig = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, subplot_titles=("model accuracy (exact)", "held-out binding (top-1)")
+    b = record["bands"]
+    bridge = "bridge_entity_at_r1" if "bridge_entity_at_r1" in b else "bridge_entity"
+    titles = (
+        "model accuracy (exact)",
+        "aligned-slot binding, held-out (dotted: shuffled labels)",
+        f"readers of the bridge ({bridge.replace('_', ' ')}), held-out binding",
+        "swap follows the bridge (exact, α chosen on validation)",
     )
-    for k in ACCURACY:
-        fig.add_scatter(x=steps, y=_series(rows, k), name=f"{k} compositions", mode="lines+markers", row=1, col=1)
-    for k in [k for k in SERIES if k in rows[0]]:
-        fig.add_scatter(x=steps, y=_series(rows, k), name=k.replace("_", " "), mode="lines+markers", row=2, col=1)
-    for label, step in record["crossings"].items():
-        if step is not None and label != "train>=0.9":
-            fig.add_vline(x=step, line_dash="dot", line_color="grey", annotation_text=label, annotation_font_size=9)
+    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06)
+    panels: list[tuple[int, str, str, str]] = [(1, k, f"{k} compositions", "solid") for k in ACCURACY]
+    for s in [s for s in SERIES if s in b]:
+        panels += [
+            (2, s, s.replace("_", " "), "solid"),
+            (2, key(s, "shuffled"), f"{s.replace('_', ' ')} shuffled", "dot"),
+        ]
+    panels += [(3, key(bridge, r), r.replace("_", " "), "dot" if r == "shuffled" else "solid") for r in READERS]
+    for s in [s for s in SERIES if s.startswith("bridge") and s in b]:
+        panels += [
+            (4, swap_key(s, m), f"swap {m} @ {'r1' if s.endswith('r1') else 'answer'}", "solid") for m in SWAP_METHODS
+        ]
+    for i, (row, k, name, dash) in enumerate(panels):
+        if k not in b:
+            continue
+        x, band = b[k]["step"], b[k]
+        color = _COLORS[i % len(_COLORS)]
+        fig.add_scatter(
+            x=x + x[::-1],
+            y=band["max"] + band["min"][::-1],
+            fill="toself",
+            line_width=0,
+            fillcolor=color,
+            opacity=0.15,
+            hoverinfo="skip",
+            showlegend=False,
+            row=row,
+            col=1,
+        )
+        fig.add_scatter(
+            x=x, y=band["mean"], name=name, mode="lines+markers", line={"color": color, "dash": dash}, row=row, col=1
+        )
     fig.update_yaxes(range=[0, 1.05])
-    fig.update_xaxes(title_text="training step", row=2, col=1)
-    fig.update_layout(title="Binding vs generalisation across checkpoints", height=650)
+    fig.update_xaxes(title_text="training step", row=4, col=1)
+    n = len(record["seeds"])
+    fig.update_layout(
+        title=f"Binding and causal use of the bridge vs generalisation ({n} seed{'s' * (n > 1)}, min–max bands)",
+        height=1300,
+    )
     return fig
+
+
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def _report(path: Path, record: dict[str, Any]) -> None:
     from align_lens.viz.report import write_report
 
-    cross = [{"event": k, "first step": v if v is not None else "never"} for k, v in record["crossings"].items()]
+    b = record["bands"]
+    table = [
+        {"step": st} | {k: round(v["mean"][i], 3) for k, v in b.items() if not k.endswith(".alpha")}
+        for i, st in enumerate(next(iter(b.values()))["step"])
+    ]
+    per_seed = [{"seed": s} | r["plateau"] for s, r in record["seeds"].items()]
+    cross = [
+        {"event": k} | {f"seed {s}": r["crossings"][k] for s, r in record["seeds"].items()}
+        for k in next(iter(record["seeds"].values()))["crossings"]
+    ]
     write_report(
         path,
         "Grokking diagnostic (two-hop, implicit format)",
         [
-            ("Accuracy and binding per checkpoint", grokking_figure(record)),
-            ("Per checkpoint", record["rows"]),
-            ("Crossings", cross),
+            ("Accuracy, binding and swaps per checkpoint", grokking_figure(record)),
+            ("Plateau per seed (fit: train ≥ 0.99; rise: held-out > 0.2; grok: held-out ≥ 0.9)", per_seed),
+            ("Crossings per seed (first step; None: never)", cross),
+            ("Mean over seeds per checkpoint", table),
             ("World", [record["world"]]),
         ],
     )

@@ -67,6 +67,19 @@ def test_linear_probe_separable():
     assert p["weight"].shape == (3, 6)
 
 
+def test_probe_directions_follow_the_probe_at_the_class_means_scale():
+    x, y = _planted()
+    p = baselines.linear_probe(x, y, names=["a", "b", "c"], steps=100)
+    means = baselines.diffmean_directions(x, y)["means"]
+    v = baselines.probe_directions(p, means)
+    torch.testing.assert_close(v.norm(dim=-1), (means - means.mean(0)).norm(dim=-1))
+    assert [int(i) for i in v[:, :3].argmax(-1)] == [0, 1, 2]  # concept c's direction lies on axis c
+    moved = DirectionEditor(v, ["a", "b", "c"])(
+        x[y == 0], torch.zeros(30, dtype=torch.long), torch.ones(30, dtype=torch.long), 1.0
+    )
+    assert bool((moved[:, 1] > moved[:, 0]).all())  # a's rows now read as b along the probe
+
+
 def test_compare_baselines_on_trained_model(trained):
     r = baselines.compare_baselines(
         trained["model"],

@@ -122,6 +122,29 @@ def test_generate_under_swap_hooks_matches_evaluate_swaps(trained):
     assert batched == measured
 
 
+def test_offset_edits_a_token_before_the_last_as_generate_does(trained):
+    """`evaluate_swaps(offset=-1)` edits the token before the last prompt token: the same tokens as
+    `model.generate` under `swap_hooks(position=-2)`, and not those of the last-token edit."""
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    trials = iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, ont, seed=1)[:8]
+    alpha, max_new = 3.0, 6
+    at_last = iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), max_new_tokens=max_new)
+    before = iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), max_new_tokens=max_new, offset=-1)
+    measured = [row["generated"] for row in before.outputs]
+    assert measured != [row["generated"] for row in at_last.outputs]
+    stops = stop_ids(model)
+    one_by_one = []
+    for t in trials:
+        x = tokenize(model, [t.prompt])[0]
+        with model.hooks(fwd_hooks=iv.swap_hooks(al, t.source, t.target, alpha, position=-2)):
+            out = model.generate(x[None], max_new_tokens=max_new, do_sample=False, verbose=False)[0, len(x) :]
+        ends = [i for i, tok in enumerate(out.tolist()) if tok in stops]
+        one_by_one.append(decode_tokens(model, out[: ends[0]].tolist() if ends else out.tolist()))
+    assert one_by_one == measured
+    with pytest.raises(ValueError, match="offset"):
+        iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), offset=1)
+
+
 def test_span_edits_every_position_from_the_given_one_on(trained):
     """`edit_hooks(span=True)` edits positions ≥ each row's `position`; without span only that position."""
     model, hook = trained["model"], trained["hook"]

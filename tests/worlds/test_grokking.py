@@ -1,11 +1,15 @@
-"""Grokking diagnostic: crossings, and a seconds-long run over a tiny world's checkpoints."""
+"""Grokking diagnostic: plateau and crossings, bridge-swap trials, and seconds-long runs over a tiny world."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from align_lens.training.config import Stage1Config
-from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, run_grokking
+from align_lens.worlds import grokking
+from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, plateau, run_grokking
+from align_lens.worlds.grokking_checkpoint import READERS, SERIES, SWAP_METHODS, bridge_trials, key, swap_key
+from align_lens.worlds.two_hop import make_two_hop_world
 
 
 def test_crossing_is_the_first_step_at_or_above_the_threshold():
@@ -15,55 +19,108 @@ def test_crossing_is_the_first_step_at_or_above_the_threshold():
     assert crossing(steps, [0.1, 0.2, 0.3, 0.4], 0.9) is None
 
 
+def test_plateau_measures_fit_rise_and_grok():
+    steps = [0, 100, 200, 300, 400, 500]
+    p = plateau(steps, [0.0, 0.995, 1.0, 1.0, 1.0, 1.0], [0.0, 0.05, 0.1, 0.15, 0.6, 0.95])
+    assert p == {"fit": 100, "rise": 400, "grok": 500, "plateau": 300, "ratio": 3.0}
+    never = plateau(steps, [0.0, 0.5, 0.995, 1.0, 1.0, 1.0], [0.0] * 6)
+    assert never["rise"] is None and never["grok"] is None and never["plateau"] == 300  # up to the last step
+
+
+def test_bridge_trials_follow_the_swapped_in_bridge():
+    world = make_two_hop_world(n_entities=12, n_relations=4, n_heldout=60, phrasing="compact")
+    names = world.bridges()
+    val, test = bridge_trials(world, names, 20, seed=0)
+    assert len(val) == len(test) == 20 and not {t.prompt for t in val} & {t.prompt for t in test}
+    for t in val + test:
+        r2 = t.entity
+        assert t.target != t.source and t.gold == world.facts[(t.target, r2)] != t.source_answer
+        assert (t.target, r2) not in world.ood_facts
+        assert t.prompt.split()[2:4] and t.prompt.endswith("A:")
+    assert bridge_trials(world, names, 20, seed=0) == (val, test)
+
+
+TINY = GrokkingConfig(
+    seeds=(0,),
+    steps=10,
+    checkpoint_every=10,
+    n_entities=10,
+    n_relations=3,
+    world_heldout=20,
+    n_train=60,
+    n_heldout=20,
+    stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
+    align_epochs=1,
+    swap_items=6,
+    alphas=(1.0, 3.0),
+    hook_name="blocks.1.hook_resid_post",
+)
+
+
 @pytest.fixture(scope="module")
 def record(tmp_path_factory):
     out = tmp_path_factory.mktemp("grok")
-    cfg = GrokkingConfig(
-        out_dir=str(out),
-        steps=10,
-        checkpoint_every=10,
-        n_entities=10,
-        n_relations=3,
-        world_heldout=20,
-        n_train=60,
-        n_heldout=20,
-        stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
-        align_epochs=1,
-        hook_name="blocks.1.hook_resid_post",
-    )
-    return out, run_grokking(cfg)
+    return out, run_grokking(replace(TINY, out_dir=str(out), seeds=(0, 1)))
 
 
-def test_run_writes_one_row_per_checkpoint(record):
+def test_run_writes_every_reader_and_swap_per_checkpoint_and_seed(record):
     out, rec = record
-    assert [r["step"] for r in rec["rows"]] == [0, 10]
-    for r in rec["rows"]:
-        for key in (
-            "train",
-            "heldout",
-            "ood",
-            "relation_step1",
-            "relation_step2",
-            "bridge_entity",
-            "bridge_entity_at_r1",
-        ):
-            assert 0.0 <= r[key] <= 1.0
-    assert json.loads((out / "grokking.json").read_text())["rows"] == rec["rows"]
+    assert set(rec["seeds"]) == {0, 1}
+    for s, r in rec["seeds"].items():
+        assert [row["step"] for row in r["rows"]] == [0, 10]
+        for row in r["rows"]:
+            for k in ("train", "heldout", "ood"):
+                assert 0.0 <= row[k] <= 1.0
+            for series in SERIES:
+                for reader in READERS:
+                    assert 0.0 <= row[key(series, reader)] <= 1.0
+            for series in ("bridge_entity", "bridge_entity_at_r1"):
+                for m in SWAP_METHODS:
+                    assert 0.0 <= row[swap_key(series, m)] <= 1.0 and row[swap_key(series, m) + ".alpha"] in (1.0, 3.0)
+        assert set(r["plateau"]) == {"fit", "rise", "grok", "plateau", "ratio"}
+        assert {"train>=0.99", "heldout>=0.9", "bridge_entity.probe>=0.9", "swap.bridge_entity.aligned>=0.5"} <= set(
+            r["crossings"]
+        )
+    saved = json.loads((out / "grokking.json").read_text())
+    assert saved["seeds"]["1"]["rows"] == rec["seeds"][1]["rows"]
     assert "plotly" in (out / "grokking.html").read_text()
-    assert set(rec["crossings"]) >= {"heldout>=0.5", "heldout>=0.9", "bridge_entity>=0.9"}
+    band = rec["bands"]["bridge_entity"]
+    rows = [r["rows"][1]["bridge_entity"] for r in rec["seeds"].values()]
+    assert band["step"] == [0, 10] and band["min"][1] == min(rows) and band["max"][1] == max(rows)
+    assert band["mean"][1] == pytest.approx(sum(rows) / 2)
 
 
-def test_figure_has_accuracy_and_binding_panels(record):
+def test_seeds_differ_and_a_rerun_is_bit_identical_and_resumes(record, tmp_path, monkeypatch):
+    out, rec = record
+    assert rec["seeds"][0]["rows"] != rec["seeds"][1]["rows"]
+    fresh = run_grokking(replace(TINY, out_dir=str(tmp_path), seeds=(1,)))
+    assert fresh["seeds"][1]["rows"] == rec["seeds"][1]["rows"]  # same seed, same numbers (1 thread)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a finished checkpoint was diagnosed again")
+
+    monkeypatch.setattr(grokking, "diagnose", no_work)
+    again = run_grokking(replace(TINY, out_dir=str(out), seeds=(0, 1)))
+    assert again["seeds"] == rec["seeds"]
+
+
+def test_figure_has_four_panels_with_bands(record):
     _, rec = record
     fig = grokking_figure(rec)
-    names = [t.name for t in fig.data]
-    assert "heldout compositions" in names and "relation step1" in names and "bridge entity at r1" in names
-    assert len(names) == 7
-    assert {t.xaxis for t in fig.data} == {"x", "x2"}
+    names = [t.name for t in fig.data if t.name]
+    assert "heldout compositions" in names and "relation step1" in names and "bridge entity at r1 shuffled" in names
+    assert "swap aligned @ r1" in names and "swap random @ answer" in names and "probe" in names
+    assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4"}
+    assert sum(1 for t in fig.data if t.fill == "toself") == sum(1 for t in fig.data if t.name)
 
 
 def test_loading_a_model_folder_without_logged_checkpoints_fails(tmp_path):
     (tmp_path / "model").mkdir()
-    cfg = GrokkingConfig(out_dir=str(tmp_path / "o"), model_dir=str(tmp_path / "model"))
+    cfg = GrokkingConfig(out_dir=str(tmp_path / "o"), model_dir=str(tmp_path / "model"), seeds=(0,))
     with pytest.raises(FileNotFoundError):
         run_grokking(cfg)
+
+
+def test_one_model_folder_takes_one_seed(tmp_path):
+    with pytest.raises(ValueError, match="one seed"):
+        run_grokking(GrokkingConfig(out_dir=str(tmp_path), model_dir=str(tmp_path), seeds=(0, 1)))
