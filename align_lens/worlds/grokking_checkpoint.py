@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 
@@ -42,9 +42,6 @@ from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 from align_lens.worlds.two_hop import TwoHopWorld
 
-if TYPE_CHECKING:
-    from align_lens.worlds.grokking import GrokkingConfig
-
 SERIES = ("relation_step1", "relation_step2", "bridge_entity", "bridge_entity_at_r1")
 READERS = ("aligned", "shuffled", "probe", "diffmean", "sae_latent")
 SWAP_METHODS = ("aligned", "probe", "diffmean", "random")
@@ -62,8 +59,8 @@ def swap_key(series: str, method: str) -> str:
     return f"swap.{series}.{method}"
 
 
-def sites(world: TwoHopWorld, cfg: GrokkingConfig, seed: int) -> dict[str, tuple[Ontology, str | int]]:
-    """series → (ontology, position read)."""
+def sites(world: TwoHopWorld, cfg: Any, seed: int) -> dict[str, tuple[Ontology, str | int]]:
+    """series → (ontology, position read); `cfg` is a `grokking.GrokkingConfig`."""
     ent = world.entity_ontology("implicit", cfg.n_train, cfg.n_heldout, seed)
     out: dict[str, tuple[Ontology, str | int]] = {
         "relation_step1": (world.relation_ontology("implicit", (1,), cfg.n_train, cfg.n_heldout, seed), "last"),
@@ -113,7 +110,7 @@ def chosen_swap(
     }
 
 
-def diagnose(model, world: TwoHopWorld, cfg: GrokkingConfig, seed: int) -> dict[str, float]:
+def diagnose(model, world: TwoHopWorld, cfg: Any, seed: int) -> dict[str, float]:
     """Every reader's held-out binding per series and every method's bridge-swap success at one checkpoint."""
     site = sites(world, cfg, seed)
     acts: dict[tuple, dict[str, torch.Tensor]] = {}

@@ -8,8 +8,7 @@ import pytest
 from align_lens.training.config import Stage1Config
 from align_lens.worlds import grokking
 from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, plateau, run_grokking
-from align_lens.worlds.grokking_checkpoint import READERS, SERIES, SWAP_METHODS, bridge_trials, key, swap_key
-from align_lens.worlds.two_hop import make_two_hop_world
+from align_lens.worlds.grokking_checkpoint import READERS, SERIES, SWAP_METHODS, key, swap_key
 
 
 def test_crossing_is_the_first_step_at_or_above_the_threshold():
@@ -25,19 +24,6 @@ def test_plateau_measures_fit_rise_and_grok():
     assert p == {"fit": 100, "rise": 400, "grok": 500, "plateau": 300, "ratio": 3.0}
     never = plateau(steps, [0.0, 0.5, 0.995, 1.0, 1.0, 1.0], [0.0] * 6)
     assert never["rise"] is None and never["grok"] is None and never["plateau"] == 300  # up to the last step
-
-
-def test_bridge_trials_follow_the_swapped_in_bridge():
-    world = make_two_hop_world(n_entities=12, n_relations=4, n_heldout=60, phrasing="compact")
-    names = world.bridges()
-    val, test = bridge_trials(world, names, 20, seed=0)
-    assert len(val) == len(test) == 20 and not {t.prompt for t in val} & {t.prompt for t in test}
-    for t in val + test:
-        r2 = t.entity
-        assert t.target != t.source and t.gold == world.facts[(t.target, r2)] != t.source_answer
-        assert (t.target, r2) not in world.ood_facts
-        assert t.prompt.split()[2:4] and t.prompt.endswith("A:")
-    assert bridge_trials(world, names, 20, seed=0) == (val, test)
 
 
 TINY = GrokkingConfig(
