@@ -1,7 +1,7 @@
 """Issue 19's numbers on the BPE biography world and its GPT-2-shaped model, through the user's path only.
 
 Usage: python benchmarks/bpe_protocol.py --model DIR [--hooks H1,H2 | --hooks all] [--out runs/bpe_protocol]
-       [--val-items 10] [--test-items 170] [--no-das] [--quick]
+       [--val-items 10] [--test-items 170] [--methods aligned,diffmean,...] [--span-only] [--quick]
 
 The ontology is the world's user-style JSONL (`BpeBioWorld.write_ontology`: multi-token answers, names as entities,
 prompts of many lengths) read back with `Ontology.from_jsonl`; its people are split into train / validation / test
@@ -139,21 +139,28 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
 
     # ---- swaps: (mode, α) chosen on validation people, reported on test people
     def both(label: str, editor) -> list[Candidate]:
-        """The edit at the last prompt token, and over it and every generated token (span)."""
-        return [Candidate(label, editor), Candidate(f"{label}, span", editor, span=True)]
+        """The edit over the last prompt token and every generated token (span) and, unless --span-only, the
+        edit at the last prompt token alone."""
+        span = [Candidate(f"{label}, span", editor, span=True)]
+        return span if args.span_only else [Candidate(label, editor), *span]
 
-    methods = {
-        "aligned slots": both("delta", slot_editor(aligned, "delta")) + both("paper", slot_editor(aligned, "paper")),
-        "DiffMean": both("diffmean", DirectionEditor(dm["means"], names, hook)),
-    }
-    gen = torch.Generator().manual_seed(args.seed)
-    rand = torch.randn(dm["means"].shape, generator=gen)
-    rand = rand / rand.norm(dim=-1, keepdim=True) * dm["means"].norm(dim=-1, keepdim=True)
-    methods["random directions (floor)"] = both("random", DirectionEditor(rand, names, hook))
-    if not args.no_das:
+    wanted = args.methods.split(",")
+    methods = {}
+    if "aligned" in wanted:
+        methods["aligned slots"] = both("delta", slot_editor(aligned, "delta"))
+        methods["aligned slots"] += [] if args.span_only else both("paper", slot_editor(aligned, "paper"))
+    if "diffmean" in wanted:
+        methods["DiffMean"] = both("diffmean", DirectionEditor(dm["means"], names, hook))
+    if "random" in wanted:
+        gen = torch.Generator().manual_seed(args.seed)
+        rand = torch.randn(dm["means"].shape, generator=gen)
+        rand = rand / rand.norm(dim=-1, keepdim=True) * dm["means"].norm(dim=-1, keepdim=True)
+        methods["random directions (floor)"] = both("random", DirectionEditor(rand, names, hook))
+    if "das" in wanted:
         das, _ = train_das(model, train_ex, train_last, names, hook, DASConfig(steps=args.das_steps, seed=args.seed))
         methods["DAS rank 8"] = both("das", das)
-    methods["stage-1 best latents"] = both("delta", stage1_editor(stage1, best, hook))
+    if "stage1" in wanted:
+        methods["stage-1 best latents"] = both("delta", stage1_editor(stage1, best, hook))
     val_held = of_people(full, people["val"], "heldout")
     swaps = {}
     for label, cands in methods.items():
@@ -185,6 +192,9 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     }
 
 
+METHODS = ("aligned", "diffmean", "random", "das", "stage1")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -205,11 +215,19 @@ def main() -> None:
     ap.add_argument("--val-items", type=int, default=10, help="base prompts per source concept for choosing α")
     ap.add_argument("--test-items", type=int, default=170, help="base prompts per source concept on test (× 5 swaps)")
     ap.add_argument("--das-steps", type=int, default=300)
-    ap.add_argument("--no-das", action="store_true")
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"swap methods, comma-separated from {', '.join(METHODS)}",
+    )
+    ap.add_argument("--span-only", action="store_true", help="only the span edit (no last-token-only candidates)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
     args = ap.parse_args()
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        ap.error(f"unknown --methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     if args.quick:
         args.n_people, args.n_val, args.n_test, args.train_prompts = 60, 10, 10, 1200
         args.stage1_steps, args.epochs, args.binding_items, args.task_items = 50, 1, 200, 40
@@ -223,7 +241,14 @@ def main() -> None:
     people = people_split(full, args.n_val, args.n_test, seed=args.seed)
     hooks = residual_hooks(model, mid=True) if args.hooks == "all" else args.hooks.split(",")
     results = {"args": vars(args), "hooks": {}}
+    saved = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
+    if saved and {k: v for k, v in saved["args"].items() if k != "hooks"} == {
+        k: v for k, v in json.loads(json.dumps(vars(args), default=str)).items() if k != "hooks"
+    }:
+        results["hooks"] = {h: r for h, r in saved["hooks"].items() if h in hooks}  # resume a sweep: same settings
     for hook in hooks:
+        if hook in results["hooks"]:
+            continue
         results["hooks"][hook] = run_hook(args, model, world, full, people, hook)
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print("\n| hook | reader | held-out phrasings | no-split phrasings | held-out people |")
