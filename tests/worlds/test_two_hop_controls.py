@@ -76,7 +76,8 @@ def test_groups_name_steps_frames_and_fixed_sites(shipped):
 
 
 def test_readers_and_floors_on_the_shipped_model(shipped):
-    from align_lens.activations.gather import gather_token_activations
+    from align_lens.activations.gather import gather_activations, gather_token_activations
+    from align_lens.analysis.baselines import stage1_best_latents
     from align_lens.training.stage1 import pretrain_sae
 
     model, world = shipped
@@ -91,7 +92,13 @@ def test_readers_and_floors_on_the_shipped_model(shipped):
     assert set(b["aligned"]) == {"step1", "step2"} and set(fits) == {"train_acts", "aligned", "sae_latent"}
     assert min(b["aligned"].values()) > 0.9  # r1 / r2 are readable on the trained model
     assert max(b["shuffled_labels"].values()) < 0.3  # shuffled labels: about chance (1/20) plus what leaks
-    assert 0.0 <= min(b["sae_latent"].values()) <= 1.0
+    held = gather_activations(model, onto.prompts("heldout"), hook, "last", 256)
+    direct = stage1_best_latents(
+        sae, fits["train_acts"], onto.labels("train"), onto.names, held, onto.labels("heldout")
+    )
+    assert direct["latents"] == fits["sae_latent"]["latents"]  # chosen on training activations only
+    pooled = direct["binding_heldout"]["accuracy"]  # the two steps have 100 held-out rows each
+    assert b["sae_latent"]["step1"] + b["sae_latent"]["step2"] == pytest.approx(2 * pooled)
     with pytest.raises(ValueError, match="unknown readers"):
         readings(model, sae, site, align_cfg, ("probe",), 0)
 
