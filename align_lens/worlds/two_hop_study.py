@@ -131,11 +131,11 @@ def run_two_hop_study(model, world: TwoHopWorld, cfg: StudyConfig | None = None)
     rel_hf = world.relation_ontology("explicit", (1, 2), cfg.n_train, cfg.n_heldout, cfg.seed, "heldout")
     ent = world.entity_ontology("explicit", cfg.n_train, cfg.n_heldout, cfg.seed)
     texts = [f"{e.prompt} {e.answer}" for e in select_step(rel, "step1").select("train")]
+    rel_scored = [(rel, [groups(rel, "step")]), (rel_hf, [groups(rel_hf, "step_frames"), groups(rel_hf, "frame")])]
     sites = {
-        "relation": Site(rel, cfg.hook_name, [(rel, [groups(rel, "step")])]),
+        "relation": Site(rel, cfg.hook_name, rel_scored),
         "entity": Site(ent, cfg.entity_hook_name, [(ent, [groups(ent, "bridge_entity")])]),
     }
-    sites["relation"].scored.append((rel_hf, [groups(rel_hf, "step_frames"), groups(rel_hf, "frame")]))
     runtime = Runtime(device=cfg.device, seed=cfg.seed, progress=cfg.progress)
     align_cfg = AlignConfig(epochs=cfg.align_epochs, runtime=runtime)
 
