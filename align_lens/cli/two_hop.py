@@ -80,8 +80,10 @@ def add_two_hop_study(sub, common) -> None:
         "two-hop-study",
         parents=[common],
         help="step-wise binding, entity binding and swaps at each hop",
-        description="Step-wise binding, bridge-entity binding and swaps at each hop of an explicit two-hop "
-        "model; writes OUT/aligned_sae and OUT/two_hop_study.json.",
+        description="Step-wise binding (per step, per held-out phrasing, of the bridge entity) beside its floors "
+        "(untrained model, shuffled labels) and the Stage-1 SAE's best latents, and swaps at each hop of an "
+        "explicit two-hop model (aligned slots delta and paper edit, DiffMean, Stage-1 latents; α up to 32); writes "
+        "OUT/aligned_sae and OUT/two_hop_study.json.",
     )
     s.add_argument("--out", default="runs/two_hop_study", help="output folder (default: runs/two_hop_study)")
     option(s, StudyConfig, "seed", help="random seed")
@@ -100,13 +102,18 @@ def add_two_hop_study(sub, common) -> None:
 
 
 def run_two_hop_study(a: argparse.Namespace) -> int:
-    from align_lens.worlds.two_hop_model import load_two_hop_model, load_two_hop_world
+    from align_lens.worlds.two_hop_model import load_two_hop_meta, load_two_hop_model, load_two_hop_world
     from align_lens.worlds.two_hop_study import StudyConfig, run_two_hop_study, summary_rows
 
     check_output_place(a.out, [a.model])
     model, world = load_two_hop_model(a.model, a.device), load_two_hop_world(a.model)
     cfg = StudyConfig(
-        hook_name=a.hook, entity_hook_name=a.entity_hook, seed=a.seed, device=a.device, swap_items=a.swap_items
+        hook_name=a.hook,
+        entity_hook_name=a.entity_hook,
+        seed=a.seed,
+        model_seed=load_two_hop_meta(a.model)["seed"],  # the untrained floor starts where its training did
+        device=a.device,
+        swap_items=a.swap_items,
     )
     res = run_two_hop_study(model, world, cfg)
     out = Path(a.out)

@@ -18,6 +18,7 @@ from jaxtyping import Bool, Int
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
+from transformer_lens import HookedTransformerConfig
 
 from align_lens.adapter import build_model, load_transformer, save_transformer
 from align_lens.training import checkpoint
@@ -117,6 +118,21 @@ def evaluate(model, sets: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]:
     return out
 
 
+def init_model(cfg: dict, tokenizer, seed: int, device: str = "cpu"):
+    """The weights a training run with `seed` starts from: `build_model` right after `torch.manual_seed(seed)`."""
+    torch.manual_seed(seed)
+    return build_model(cfg, tokenizer=tokenizer, device=device)
+
+
+def untrained_like(model, seed: int):
+    """`model`'s architecture and tokenizer at the initialisation `train_two_hop_model(seed=seed)` starts from
+    (its step-0 weights); the caller's torch RNG state is left as it was."""
+    cfg = {k: v for k, v in model.cfg.to_dict().items() if k in HookedTransformerConfig.__dataclass_fields__}
+    cfg = {k: v for k, v in cfg.items() if k not in ("n_params", "device")}
+    with torch.random.fork_rng():
+        return init_model(cfg, model.tokenizer, seed, str(model.cfg.device)).eval()
+
+
 def train_two_hop_model(
     world: TwoHopWorld,
     out_dir: str | Path,
@@ -185,8 +201,7 @@ def train_two_hop_model(
             act_fn="gelu",
             normalization_type="LN",
         )
-        torch.manual_seed(seed)
-        model = build_model(cfg, tokenizer=tokenizer, device=device)
+        model = init_model(cfg, tokenizer, seed, device)
         save_transformer(model, out)  # config + tokenizer now, so checkpoints load while training runs
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)

@@ -1,35 +1,47 @@
 """Step-wise AlignSAE on an explicit-format two-hop model: binding per step, bridge-entity binding, swaps at each hop.
 
+Binding (held-out top-1) is reported per step, per held-out phrasing and for the bridge entity, beside its floors
+(`two_hop_controls`): the same aligned slots fitted on an UNTRAINED model of the same architecture
+(`untrained_like`, the initialisation of `model_seed`) and Stage 2 on shuffled training labels; and beside the
+unsupervised baseline, the Stage-1 SAE's best latent per concept (chosen on training activations).
+
 Swaps run through the evaluation stage's `choose_swap` (exact scoring of the whole greedy continuation up to <eos>):
 
   step 2 (official)  prompt "Q: ... A: e2", concept r2 at the bridge token; r2 → r' must give f(e2, r')
   step 1 (new)       prompt "Q: ... A:", concept r1 at the answer position; r1 → r' must give the whole
-                     counterfactual chain "e2' e3'" with e2' = f(e1, r'), e3' = f(e2', r2)
+                     counterfactual chain "e2' e3'" with e2' = f(e1, r'), e3' = f(e2', r2); split into the first
+                     hop (e2' right) and the rest (e3' right given e2' right) by `chain_split`
 
 For step 1 the base example's `entity` is the key "e1|r2", so the (entity, concept) → answer lookup of
-`evaluate_swaps` holds the counterfactual chain. α is chosen on a validation half of the held-out compositions
-and reported on the other half (`choose_swap`), for the aligned slots and for DiffMean (class means of the step's own training
-activations, `DirectionEditor`).
+`evaluate_swaps` holds the counterfactual chain. For each method (aligned slots with the delta edit and with the
+paper's overwrite-with-the-reconstruction edit, DiffMean = class means of the step's own training activations,
+the Stage-1 SAE's best latents) α is chosen on a validation half of the held-out compositions over the sweep
+`cfg.alphas` (up to 32) and reported on the other half (`choose_swap`); the validation curve is kept per α.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import resource
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from align_lens.activations.gather import gather_activations, gather_token_activations
-from align_lens.analysis.baselines import diffmean_directions, linear_probe
-from align_lens.evals.binding import binding_metrics, encode_in_chunks
+from align_lens.analysis.baselines import diffmean_directions, linear_probe, stage1_editor
 from align_lens.evals.selection import Candidate, choose_swap
-from align_lens.interventions.editors import ALPHAS, DirectionEditor, SlotEditor
-from align_lens.ontology import Example, Ontology
+from align_lens.interventions.editors import ALPHAS, DirectionEditor, Editor, slot_editor
+from align_lens.ontology import Example
 from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
-from align_lens.training.stage2 import align
 from align_lens.worlds.two_hop import TwoHopWorld, select_step
+from align_lens.worlds.two_hop_controls import Site, accuracy_by_phrasing, chain_split, groups, readings
+from align_lens.worlds.two_hop_model import untrained_like
+
+SWEEP: tuple[float, ...] = (*ALPHAS, 4.0, 8.0, 16.0, 32.0)  # the default grid and a large-α tail
 
 
 @dataclass
@@ -42,9 +54,10 @@ class StudyConfig:
     n_heldout: int = 2000  # held-out compositions (half validation, half test for swaps)
     stage1: Stage1Config = field(default_factory=lambda: Stage1Config(d_sae=512, k=16, steps=1000, batch_size=512))
     align_epochs: int = 10
-    alphas: tuple[float, ...] = ALPHAS  # for the aligned slots and DiffMean
+    alphas: tuple[float, ...] = SWEEP  # every swap method's α grid (in its editor's unit)
     swap_items: int = 10  # base prompts per source relation, per half
     seed: int = 0
+    model_seed: int = 0  # the model's training seed: the untrained floor is its initialisation
     device: str = "cpu"
     progress: bool = False
 
@@ -73,8 +86,9 @@ def _halves(items: list[Example], seed: int) -> tuple[list[Example], list[Exampl
     return [items[i] for i in order[:half]], [items[i] for i in order[half:]]
 
 
-def swap_at_step(model, editor, world: TwoHopWorld, step: str, cfg: StudyConfig) -> dict[str, Any]:
-    """Exact swap success at one step, α chosen on validation prompts and reported on test prompts (`choose_swap`)."""
+def swap_at_step(model, editor: Editor, world: TwoHopWorld, step: str, cfg: StudyConfig) -> dict[str, Any]:
+    """Exact swap success at one step, α chosen on validation prompts over `cfg.alphas` and reported on test
+    prompts at that α only (`choose_swap`); step 1 adds `chain_split` of the test trials."""
     items, lookup = swap_examples(world, step, cfg)
     val, test = _halves(items, cfg.seed)
     r = choose_swap(
@@ -87,97 +101,120 @@ def swap_at_step(model, editor, world: TwoHopWorld, step: str, cfg: StudyConfig)
         test_items=cfg.swap_items,
         seed=cfg.seed,
         max_new_tokens=4 if step == "step1" else 3,
+        upper_bound=False,
     )
     res = r["test"]
-    i = res["alphas"].index(r["alpha"])
-    return {
+    out = {
         "alpha": r["alpha"],
         "validation_exact": r["val_exact"],
         "validation_by_alpha": dict(zip(r["val_by_candidate"][step]["alphas"], r["val_by_candidate"][step]["exact"])),
         "test_exact": r["test_exact"],
         "test_ci": r["test_ci"],
-        "test_first_token": res["success"]["first_token"][i],
+        "test_first_token": res["success"]["first_token"][0],
         "test_kept_source": r["kept_source"],
         "clean_accuracy": res["clean_accuracy"],
-        "pair_exact": res["pair"]["exact"][i],
+        "pair_exact": res["pair"]["exact"][0],
         "n_trials": r["test_trials"],
         "examples": res["examples"][:3],
     }
+    return out | ({"chain": chain_split(res)} if step == "step1" else {})
 
 
 def run_two_hop_study(model, world: TwoHopWorld, cfg: StudyConfig | None = None) -> dict[str, Any]:
     """Stage 1 on every token of training questions (one SAE per hook), Stage 2 for the step-wise relation
-    ontology and the bridge-entity ontology, held-out binding per step, and swaps at both hops beside DiffMean."""
+    ontology and the bridge-entity ontology; held-out binding per step, per held-out phrasing and of the bridge
+    beside its floors (untrained model, shuffled labels) and the Stage-1 SAE's best latents; swaps at both hops
+    for four methods; the model's accuracy per phrasing; wall and CPU time of the run."""
     cfg = cfg or StudyConfig()
+    t0, cpu0, load0 = time.perf_counter(), _cpu_s(), os.getloadavg()[0]
     rel = world.relation_ontology("explicit", (1, 2), cfg.n_train, cfg.n_heldout, cfg.seed)
+    rel_hf = world.relation_ontology("explicit", (1, 2), cfg.n_train, cfg.n_heldout, cfg.seed, "heldout")
     ent = world.entity_ontology("explicit", cfg.n_train, cfg.n_heldout, cfg.seed)
     texts = [f"{e.prompt} {e.answer}" for e in select_step(rel, "step1").select("train")]
-
+    rel_scored = [(rel, [groups(rel, "step")]), (rel_hf, [groups(rel_hf, "step_frames"), groups(rel_hf, "frame")])]
+    sites = {
+        "relation": Site(rel, cfg.hook_name, rel_scored),
+        "entity": Site(ent, cfg.entity_hook_name, [(ent, [groups(ent, "bridge_entity")])]),
+    }
     runtime = Runtime(device=cfg.device, seed=cfg.seed, progress=cfg.progress)
-
-    def stage1(hook: str):
-        tokens = gather_token_activations(model, texts, hook)
-        return pretrain_sae(tokens, replace(cfg.stage1, hook_name=hook, runtime=runtime))
-
     align_cfg = AlignConfig(epochs=cfg.align_epochs, runtime=runtime)
-    out: dict[str, Any] = {"config": asdict(cfg), "world": world.summary()}
 
-    def acts(onto: Ontology, split: str, hook: str = cfg.hook_name) -> torch.Tensor:
-        return gather_activations(model, onto.prompts(split), hook, "last", 256)
+    def read(m, readers: tuple[str, ...]) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+        """Every site's binding on model `m` (one Stage-1 SAE per hook), merged per reader."""
+        binding: dict[str, dict[str, float]] = {r: {} for r in readers}
+        fits: dict[str, Any] = {}
+        for name, site in sites.items():
+            tokens = gather_token_activations(m, texts, site.hook)
+            sae = pretrain_sae(tokens, replace(cfg.stage1, hook_name=site.hook, runtime=runtime))
+            b, fits[name] = readings(m, sae, site, align_cfg, readers, cfg.seed)
+            fits[name]["sae"] = sae
+            for r in readers:
+                binding[r] |= b[r]
+        return binding, fits
 
-    rel_acts = {s: acts(rel, s) for s in ("train", "heldout")}
-    aligned = align(stage1(cfg.hook_name), rel, activations=rel_acts["train"], config=align_cfg)
-    rel_hf = world.relation_ontology("explicit", (1, 2), cfg.n_train, cfg.n_heldout, cfg.seed, "heldout")
-    binding = {}
-    for suffix, onto, held_acts in (
-        ("", rel, rel_acts["heldout"]),
-        ("_heldout_frames", rel_hf, acts(rel_hf, "heldout")),
-    ):
-        z = encode_in_chunks(aligned, held_acts, concepts_only=True)
-        for step in ("step1", "step2"):
-            m = torch.tensor([(e.template or "").startswith(step) for e in onto.select("heldout")])
-            binding[step + suffix] = binding_metrics(z[m], onto.labels("heldout")[m], onto.names)["accuracy"]
-    out["relation_binding_heldout"] = binding
-    probe = linear_probe(rel_acts["train"], rel.labels("train"), rel_acts["heldout"], rel.labels("heldout"), rel.names)
+    binding, fits = read(model, ("aligned", "shuffled_labels", "sae_latent"))
+    binding["untrained"] = read(untrained_like(model, cfg.model_seed), ("aligned",))[0]["aligned"]
+    out: dict[str, Any] = {"config": asdict(cfg), "world": world.summary(), "binding_heldout": binding}
+    out["accuracy_by_phrasing"] = accuracy_by_phrasing(model, rel) | accuracy_by_phrasing(model, rel_hf)
+    rf = fits["relation"]
+    aligned, train_acts = rf["aligned"], rf["train_acts"]
+    held = gather_activations(model, rel.prompts("heldout"), cfg.hook_name, "last", 256)
+    probe = linear_probe(train_acts, rel.labels("train"), held, rel.labels("heldout"), rel.names, seed=cfg.seed)
     out["relation_probe_heldout"] = probe["heldout_accuracy"]  # upper bound for a linear read-out, both steps
     out["relation_binding_train"] = aligned.cfg.metrics["binding_accuracy_train"]
-
-    ent_acts = {s: acts(ent, s, cfg.entity_hook_name) for s in ("train", "heldout")}
-    aligned_ent = align(stage1(cfg.entity_hook_name), ent, activations=ent_acts["train"], config=align_cfg)
-    ze = encode_in_chunks(aligned_ent, ent_acts["heldout"], concepts_only=True)
-    out["entity_binding_heldout"] = binding_metrics(ze, ent.labels("heldout"), ent.names)["accuracy"]
     out["entity_concepts"] = ent.n_concepts
 
     swaps = {}
     for step in ("step2", "step1"):
         m = torch.tensor([(e.template or "").startswith(step) for e in rel.select("train")])
-        dm = diffmean_directions(rel_acts["train"][m], rel.labels("train")[m], rel.n_concepts)
-        swaps[step] = {
-            "aligned_delta": swap_at_step(model, SlotEditor(aligned, "delta"), world, step, cfg),
-            "diffmean": swap_at_step(model, DirectionEditor(dm["means"], rel.names, cfg.hook_name), world, step, cfg),
+        dm = diffmean_directions(train_acts[m], rel.labels("train")[m], rel.n_concepts)
+        editors: dict[str, Editor] = {
+            "aligned_delta": slot_editor(aligned, "delta"),
+            "aligned_paper": slot_editor(aligned, "paper"),
+            "diffmean": DirectionEditor(dm["means"], rel.names, cfg.hook_name),
+            "sae_latent": stage1_editor(rf["sae"], rf["sae_latent"], cfg.hook_name),
         }
+        swaps[step] = {k: swap_at_step(model, ed, world, step, cfg) for k, ed in editors.items()}
     out["swaps"] = swaps
+    out["time"] = {
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "cpu_s": round(_cpu_s() - cpu0, 1),
+        "load_1min_start": load0,
+        "load_1min_end": os.getloadavg()[0],
+        "torch_threads": torch.get_num_threads(),
+    }
     out["aligned"] = aligned
     return out
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process (all its threads) so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def summary_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat row per headline number of `run_two_hop_study` (for printing and the report)."""
-    rows = [
-        {"metric": f"relation binding, held-out, {k}", "value": v} for k, v in res["relation_binding_heldout"].items()
-    ]
-    rows.append(
-        {
-            "metric": f"bridge-entity binding, held-out ({res['entity_concepts']} concepts)",
-            "value": res["entity_binding_heldout"],
-        }
-    )
+    """One flat row per headline number of `run_two_hop_study` (for printing and the report): each binding with
+    its floors and the Stage-1 latent beside it, each swap with its α and (step 1) its split at the bridge."""
+    b = res["binding_heldout"]
+    rows = []
+    for key, v in b["aligned"].items():
+        what = f"bridge-entity binding ({res['entity_concepts']} concepts)" if key == "bridge_entity" else key
+        rows.append(
+            {
+                "metric": f"binding, held-out, {what}",
+                "value": v,
+                "floor_untrained": b["untrained"][key],
+                "floor_shuffled_labels": b["shuffled_labels"][key],
+                "stage1_latent": b["sae_latent"][key],
+            }
+        )
+    rows.append({"metric": "model exact accuracy by phrasing (step-1 chain)", **res["accuracy_by_phrasing"]})
     for step, by_method in res["swaps"].items():
         for method, r in by_method.items():
-            rows.append(
-                {
-                    "metric": f"{step} swap exact, test, {method} (α={r['alpha']} chosen on validation)",
-                    "value": r["test_exact"],
-                }
-            )
+            row = {"metric": f"{step} swap exact, test, {method}", "value": r["test_exact"], "alpha": r["alpha"]}
+            row |= r.get("chain", {})
+            row["validation_by_alpha"] = {a: round(v, 3) for a, v in r["validation_by_alpha"].items()}
+            rows.append(row)
+    rows.append({"metric": "study time", **res["time"]})
     return rows
