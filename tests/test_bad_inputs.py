@@ -13,7 +13,7 @@ import pickle
 import struct
 from argparse import ArgumentTypeError
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -889,24 +889,11 @@ def test_eval_json_is_strict_json_with_null_for_what_was_not_measured(tiny_model
 
 
 def test_grokking_always_analyses_its_final_model(tmp_path):
-    from align_lens.worlds.grokking import GrokkingConfig, run_grokking
+    from align_lens.worlds.grokking import run_grokking
+    from tests.worlds.test_grokking import TINY
 
-    cfg = GrokkingConfig(
-        out_dir=str(tmp_path / "g"),
-        seeds=(0,),
-        steps=10,
-        checkpoint_every=50,  # more than the steps: only step 0 is on the grid, the final model is not
-        n_entities=10,
-        n_relations=3,
-        world_heldout=20,
-        n_train=60,
-        n_heldout=20,
-        stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
-        align_epochs=1,
-        swap_items=4,
-        alphas=(1.0,),
-        hook_name="blocks.1.hook_resid_post",
-    )
+    cfg = replace(TINY, out_dir=str(tmp_path / "g"), checkpoint_every=50, swap_items=4, alphas=(1.0,))
+    # checkpoint_every > steps: only step 0 is on the grid, the final model is not
     assert [r["step"] for r in run_grokking(cfg)["seeds"][0]["rows"]] == [0, 10]
 
 
