@@ -44,8 +44,8 @@ class GrokkingConfig:
     out_dir: str = "runs/grokking"
     model_dir: str | None = None  # an implicit model with checkpoints (one seed only); None: train per seed
     seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 4000
-    checkpoint_every: int = 250
+    steps: int = 10000
+    checkpoint_every: int = 500
     lr: float = 2e-3
     weight_decay: float = 0.1
     d_model: int = 64
@@ -53,7 +53,7 @@ class GrokkingConfig:
     n_relations: int = 20
     world_seed: int = 0
     world_heldout: int = 2000  # held-out compositions of the world
-    world_train: int | None = None  # training compositions (None: all the others); φ = world_train / atomic facts
+    world_train: int | None = 18000  # training compositions (None: all the others); φ = world_train / 2,000 atomic facts
     phrasing: str = "compact"  # "Q: e1 r1 r2 A:" (about half the training cost of the natural frames)
     hook_name: str = "blocks.2.hook_resid_post"
     n_train: int = 2000  # training questions for the readers
