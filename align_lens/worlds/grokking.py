@@ -53,7 +53,9 @@ class GrokkingConfig:
     n_relations: int = 20
     world_seed: int = 0
     world_heldout: int = 2000  # held-out compositions of the world
-    world_train: int | None = 18000  # training compositions (None: all the others); φ = world_train / 2,000 atomic facts
+    world_train: int | None = (
+        18000  # training compositions (None: all the others); φ = world_train / 2,000 atomic facts
+    )
     phrasing: str = "compact"  # "Q: e1 r1 r2 A:" (about half the training cost of the natural frames)
     hook_name: str = "blocks.2.hook_resid_post"
     n_train: int = 2000  # training questions for the readers
