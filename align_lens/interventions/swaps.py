@@ -121,6 +121,10 @@ def swap_hooks(
 # swap evaluation
 # =============================================================================================
 
+# Per-pair success matrices (and their trial counts) are kept up to this many concepts: beyond it a c × c list
+# per α and scorer would outweigh the trials themselves (1,000 concepts: a million cells each).
+PAIR_LIMIT = 200
+
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson 95% interval of a rate k/n."""
@@ -145,7 +149,7 @@ class SwapResults:
     alphas: list[float]
     success: dict[str, list[float]]  # scorer -> one rate per alpha
     ci: dict[str, list[tuple[float, float]]]  # scorer -> Wilson 95% interval per alpha
-    pair: dict[str, list[list[list[float]]]]  # scorer -> alpha -> c x c
+    pair: dict[str, list[list[list[float]]]]  # scorer -> alpha -> c x c (empty beyond PAIR_LIMIT concepts)
     kept_source: list[float]  # output is still A's answer
     type_target: list[float]  # output is some value of B's type
     clean_accuracy: float  # exact accuracy of the unedited model on the base prompts
@@ -298,7 +302,7 @@ def evaluate_swaps(
             ci[s].append(wilson(totals[s], n))
             m = hits[s] / pair_counts.clamp_min(1)
             m[pair_counts == 0] = float("nan")
-            pair[s].append(m.tolist())
+            pair[s].append(m.tolist() if c <= PAIR_LIMIT else [])
         kept.append(n_kept / n)
         typed.append(n_typed / n)
     show = sorted(random.Random(seed).sample(range(len(trials)), min(n_show, len(trials))))
@@ -326,7 +330,7 @@ def evaluate_swaps(
         kept_source=kept,
         type_target=typed,
         clean_accuracy=clean_acc,
-        counts=counts | {"n_trials": len(trials), "pair_counts": pair_counts.tolist()},
+        counts=counts | {"n_trials": len(trials), "pair_counts": pair_counts.tolist() if c <= PAIR_LIMIT else []},
         trials=list(trials),
         outputs=outputs,
         examples=examples_shown,
