@@ -13,9 +13,9 @@ labels), EV of both SAEs on other people's biography tokens, exact answer accura
 last prompt token, and the number of concepts. The entities family runs twice: read at the question's last token
 and at the name's last piece.
 
-Swaps (entities read at the question, values, and mixed's person and value concepts): an entity swap edits A's
-concept to B's on a question about A and succeeds when the whole greedy answer is B's answer to that question
-(`entity_swap_trials`); a value swap edits value A to a value B of the same kind and succeeds when the answer is B
+Swaps (entities, values, and mixed's person and value concepts): an entity swap edits A's concept to B's on a
+question about A (at its last token, or for the name reading at the name's last piece inside the whole question)
+and succeeds when the whole greedy answer is B's answer to that question (`entity_swap_trials`); a value swap edits value A to a value B of the same kind and succeeds when the answer is B
 (`value_swap_trials`). The held-out-phrasing questions are split by the person asked: `--val-people` people give
 `--swap-val` validation trials, on which `choose_swap` picks (last token or span edit, α), the rest give
 `--swap-test` test trials (one random target per base prompt), reported with Wilson intervals; for aligned slots
@@ -45,11 +45,11 @@ from align_lens.interventions.trials import SwapTrial
 from align_lens.ontology import Example, Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
-from align_lens.worlds.bio_bpe_families import FAMILIES, entity_swap_trials, value_swap_trials, write_family
+from align_lens.worlds.bio_bpe_families import FAMILIES, entity_swap_trials, family, value_swap_trials, write_family
 from align_lens.worlds.bpe_model import load_bpe_world
 
 
-def sizes(family: str, quick: bool) -> list[tuple[str, dict]]:
+def sizes(family: str, quick: bool, reads: str = "question,name") -> list[tuple[str, dict]]:
     """(row label, family keywords) for each ontology the family is measured on."""
     small = {
         "relations": {"n_people": 40},
@@ -60,21 +60,21 @@ def sizes(family: str, quick: bool) -> list[tuple[str, dict]]:
     }
     kw = small[family] if quick else {}
     if family == "entities":
-        return [("entities (question)", kw | {"read": "question"}), ("entities (name)", kw | {"read": "name"})]
+        return [(f"entities ({r})", kw | {"read": r}) for r in reads.split(",")]
     return [(family, kw)]
 
 
 def swap_kinds(family: str, kw: dict) -> list[tuple[str, str]]:
     """(kind, concept-name prefix) of each swap defined on the family's ontology."""
     if family == "entities":
-        return [("entity", "")] if kw["read"] == "question" else []
+        return [("entity", "")] if kw["read"] == "question" else [("entity at the name", "")]
     return {"values": [("value", "")], "mixed": [("entity", "person:"), ("value", "value:")]}.get(family, [])
 
 
 def swap_trials(args, world, held: list[Example], names: list[str], kind: str, prefix: str) -> dict:
-    """{"val": trials, "test": trials}: held-out questions split by the person asked (`--val-people` seeded
-    people to validation, the rest to test), strided to --swap-val / --swap-test base prompts of this kind, one
-    random target each."""
+    """{"val": trials, "test": trials}: held-out questions (with answers) split by the person asked
+    (`--val-people` seeded people to validation, the rest to test), strided to --swap-val / --swap-test base
+    prompts of this kind, one random target each."""
     mine = [e for e in held if e.concept.startswith(prefix) and e.answer is not None and e.entity is not None]
     people = sorted({e.entity for e in mine if e.entity is not None})
     random.Random(args.seed).shuffle(people)
@@ -82,8 +82,9 @@ def swap_trials(args, world, held: list[Example], names: list[str], kind: str, p
     out = {}
     for split, n, seed in (("val", args.swap_val, args.seed), ("test", args.swap_test, args.seed + 1)):
         base = stride([e for e in mine if (e.entity in val_people) == (split == "val")], n)
-        if kind == "entity":
-            out[split] = entity_swap_trials(world, base, names, prefix=prefix, seed=seed)
+        if kind.startswith("entity"):
+            at_name = kind == "entity at the name"
+            out[split] = entity_swap_trials(world, base, names, prefix=prefix, seed=seed, at_name=at_name)
         else:
             out[split] = value_swap_trials(base, names, prefix=prefix, seed=seed)
     return out
@@ -161,7 +162,10 @@ def run(args, model, world, label: str, kw: dict) -> dict:
     print(f"  {label}: {json.dumps(fid)} {phase}", flush=True)
     swaps = {}
     for kind, prefix in swap_kinds(args.family, kw):
-        trials = swap_trials(args, world, held, names, kind, prefix)
+        asked = held
+        if kind == "entity at the name":  # the name reading's prompts end at the name: edit there in whole questions
+            asked = family(world, "entities", **kw | {"read": "question"}).select("heldout")
+        trials = swap_trials(args, world, asked, names, kind, prefix)
         print(f"  {label} {kind} swaps: {len(trials['val'])} val / {len(trials['test'])} test trials", flush=True)
         swaps[kind] = swap_rows(args, model, onto, trials, aligned, dm)
     lap("swaps")
@@ -187,6 +191,7 @@ def main() -> None:
     ap.add_argument("--d-sae", type=int, default=4096, help="Stage-1 latents (≥ 2 × the largest family's concepts)")
     ap.add_argument("--stage1-steps", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--reads", default="question,name", help="entities: where the person is read, comma-separated")
     ap.add_argument("--task-items", type=int, default=300, help="held-out questions for spliced accuracy")
     ap.add_argument("--val-people", type=int, default=100, help="people whose questions validate the swap α")
     ap.add_argument("--swap-val", type=int, default=60, help="validation swap trials per kind")
@@ -202,7 +207,7 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     model, world = load_transformer(args.model), load_bpe_world(args.model)
     results = {"args": vars(args), "rows": {}}
-    for label, kw in sizes(args.family, args.quick):
+    for label, kw in sizes(args.family, args.quick, args.reads):
         results["rows"][label] = run(args, model, world, label, kw)
         (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"\n{args.hook}, Stage 1: {args.d_sae} latents, {args.stage1_steps} steps")

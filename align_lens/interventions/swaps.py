@@ -226,7 +226,8 @@ def evaluate_swaps(
     last prompt position of each row), the hooks users install: what is scored is what `model.generate` gives.
     `span=True`: the edit also covers every generated position (`swap_hooks(span=True)`). `offset` (≤ 0) moves
     the edit back from the last prompt token, e.g. -2 edits the token two before it in every prompt (for concepts
-    read earlier in prompts of one shape).
+    read earlier in prompts of one shape); each trial's own `SwapTrial.offset` adds to it (e.g. the edit at a name
+    inside questions of different lengths).
     """
     if isinstance(offset, bool) or not isinstance(offset, int) or offset > 0:
         raise ValueError(f"offset must be an int ≤ 0 (tokens back from the last prompt token), got {offset!r}")
@@ -252,6 +253,9 @@ def evaluate_swaps(
     for t in trials:
         values.setdefault(t.target, set()).add(normalize(t.gold))
     c = len(names)
+    shift = torch.tensor([t.offset for t in trials], dtype=torch.long)
+    if (shift > 0).any():
+        raise ValueError("a trial's offset must be ≤ 0 (tokens back from the last prompt token)")
     src = torch.tensor([names.index(t.source) for t in trials])
     tgt = torch.tensor([names.index(t.target) for t in trials])
     max_new = max_new_tokens or max_answer_len(model, [t.gold for t in trials] + list(table.values())) + 1
@@ -275,7 +279,7 @@ def evaluate_swaps(
     for alpha in alphas:
 
         def hooks(rows: Tensor, last: Tensor, alpha=float(alpha)) -> list:
-            at = last + offset
+            at = last + offset + shift[rows].to(last.device)
             return swap_hooks(ed, src[rows], tgt[rows], alpha, position=at, prefill_only=False, span=span)
 
         gens = greedy_decode(model, trial_toks, max_new, batch_size, hooks)

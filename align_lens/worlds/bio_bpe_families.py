@@ -182,11 +182,21 @@ def entity_swap_trials(
     per_item: int = 1,
     prefix: str = "",
     seed: int = 0,
+    at_name: bool = False,
 ) -> list[SwapTrial]:
-    """Entity swaps on question-read person concepts (`entities(read="question")`, or `mixed`'s with
-    `prefix="person:"`): the question about A, A's concept swapped to B (one of `names`), succeeds when the model
+    """Entity swaps on person concepts (`entities`, or `mixed`'s with `prefix="person:"`): the question about A
+    (`examples`: question-read, with answers), A's concept swapped to B (one of `names`), succeeds when the model
     gives B's answer to the same question (the relation asked is found by matching the prompt to the world's
-    phrasings; a prompt of no phrasing gives no trial). `per_item` targets per base example (`reroute_trials`)."""
+    phrasings; a prompt of no phrasing gives no trial). The edit is at the question's last token, or with
+    `at_name` at the name's last piece (`SwapTrial.offset`: the tokens after the name, negated), where
+    `entities(read="name")` reads. `per_item` targets per base example (`reroute_trials`)."""
+    tok = load_gpt2_tokenizer()
+
+    def offset(e: Example) -> int:
+        assert e.entity is not None  # reroute_trials passes only examples with an entity
+        cut = e.prompt[: e.prompt.index(e.entity) + len(e.entity)]
+        return len(tok(cut)["input_ids"]) - len(tok(e.prompt)["input_ids"])
+
     people = {p.name: p for p in world.people}
     kept = [n for n in names if n.startswith(prefix)]
     every = phrasings()
@@ -196,7 +206,7 @@ def entity_swap_trials(
         rel = next((ph.relation for ph in every if e.entity and ph.prompt(e.entity) == e.prompt), None)
         return None if rel is None else " " + people[target.removeprefix(prefix)].attrs[rel]
 
-    return reroute_trials(examples, dict.fromkeys(kept, kept), gold, per_item, seed)
+    return reroute_trials(examples, dict.fromkeys(kept, kept), gold, per_item, seed, offset if at_name else None)
 
 
 def value_swap_trials(

@@ -5,8 +5,10 @@ The `trained` fixture lives in conftest.py.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -146,6 +148,19 @@ def test_offset_edits_a_token_before_the_last_as_generate_does(trained):
     assert one_by_one == measured
     with pytest.raises(ValueError, match="offset"):
         iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), offset=1)
+
+
+def test_a_trials_own_offset_moves_its_edit_as_the_shared_offset_does(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    trials = iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, ont, seed=1)[:8]
+    run = functools.partial(iv.evaluate_swaps, model, al, alphas=(3.0,), max_new_tokens=6)
+    at_last, shared = run(trials=trials), run(trials=trials, offset=-1)
+    mixed = [replace(t, offset=-1) if i % 2 else t for i, t in enumerate(trials)]  # every other trial moved
+    own = [row["generated"] for row in run(trials=mixed).outputs]
+    expected = [(shared if i % 2 else at_last).outputs[i]["generated"] for i in range(len(trials))]
+    assert own == expected and expected != [row["generated"] for row in at_last.outputs]
+    with pytest.raises(ValueError, match="offset"):
+        run(trials=[replace(trials[0], offset=1)])
 
 
 def test_span_edits_every_position_from_the_given_one_on(trained):

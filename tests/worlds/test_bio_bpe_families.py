@@ -103,3 +103,14 @@ def test_value_swaps_stay_in_the_kind_and_expect_the_value(world, tmp_path):
     people = {p.name: p for p in world.people}
     assert persons and all(t.target.startswith("person:") for t in persons)
     assert all(t.gold in {" " + v for v in people[t.target.removeprefix("person:")].attrs.values()} for t in persons)
+
+
+def test_entity_swaps_at_the_name_edit_its_last_piece(world):
+    tok = load_gpt2_tokenizer()
+    held = families.entities(world, n_people=20).select("heldout")
+    trials = families.entity_swap_trials(world, held, families.entities(world, n_people=20).names, at_name=True)
+    assert trials and all(t.offset < 0 for t in trials)
+    for t in trials:
+        ids = tok(t.prompt)["input_ids"]
+        assert ids[: len(ids) + t.offset] == tok(t.prompt[: t.prompt.index(t.entity) + len(t.entity)])["input_ids"]
+        assert ids[len(ids) + t.offset - 1] == tok(" " + t.entity, add_special_tokens=False)["input_ids"][-1]
