@@ -2,8 +2,8 @@
 probe and floors.
 
 Usage: python benchmarks/bpe_families.py --model DIR --family relations|entities|values|syntax|mixed
-       [--hook blocks.1.hook_resid_mid] [--out runs/bpe_families] [--d-sae 4096] [--swap-val 60]
-       [--swap-test 300] [--quick]
+       [--hook blocks.1.hook_resid_mid] [--out runs/bpe_families] [--d-sae 4096] [--binding ce|mse_onehot]
+       [--swap-val 40] [--swap-test 300] [--quick]
 
 The family's ontology (`align_lens.worlds.bio_bpe_families`) is written as user-style JSONL and read back with
 `Ontology.from_jsonl`. Stage 1 (`pretrain_sae`, `--d-sae` latents) on every token of biographies plus the training
@@ -29,6 +29,7 @@ import argparse
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -134,6 +135,7 @@ def run(args, model, world, label: str, kw: dict) -> dict:
     bios = [d.text for d in world.documents(args.seed) if d.loss_from == 0]
     tokens = gather_token_activations(model, stride(bios[: len(bios) // 2], args.bios), args.hook)
     s1, a_cfg = sae_configs(model, args.hook, args.stage1_steps, args.epochs, args.seed, args.d_sae)
+    a_cfg = replace(a_cfg, binding=args.binding or a_cfg.binding)
     stage1 = pretrain_sae(torch.cat([tokens, acts_train]), s1)
     lap("stage 1")
     aligned = align(stage1, Ontology(onto.concepts, train), activations=acts_train, unlabelled=tokens, config=a_cfg)
@@ -189,12 +191,13 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bpe_families")
     ap.add_argument("--bios", type=int, default=600, help="biographies whose tokens Stage 1 and Stage 2 read")
     ap.add_argument("--d-sae", type=int, default=4096, help="Stage-1 latents (≥ 2 × the largest family's concepts)")
-    ap.add_argument("--stage1-steps", type=int, default=1000)
+    ap.add_argument("--stage1-steps", type=int, default=800)
+    ap.add_argument("--binding", choices=("ce", "mse_onehot"), help="Stage-2 binding loss (default: the demo's)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--reads", default="question,name", help="entities: where the person is read, comma-separated")
     ap.add_argument("--task-items", type=int, default=300, help="held-out questions for spliced accuracy")
     ap.add_argument("--val-people", type=int, default=100, help="people whose questions validate the swap α")
-    ap.add_argument("--swap-val", type=int, default=60, help="validation swap trials per kind")
+    ap.add_argument("--swap-val", type=int, default=40, help="validation swap trials per kind")
     ap.add_argument("--swap-test", type=int, default=300, help="test swap trials per kind")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
