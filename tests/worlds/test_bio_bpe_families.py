@@ -84,7 +84,9 @@ def test_entity_swaps_expect_the_swapped_in_persons_answer(world):
     assert 0 < len(trials) <= 2 * len(held)
     by_prompt = {e.prompt: e for e in held}
     for t in trials:
-        rel = by_prompt[t.prompt].template.split("/")[0]  # the phrasing's relation (not in the JSONL)
+        template = by_prompt[t.prompt].template  # the phrasing (not in the JSONL), e.g. "BIRTH_CITY/5.2"
+        assert template is not None
+        rel = template.split("/")[0]
         assert t.source == t.entity != t.target and t.target in onto.names
         assert t.gold == " " + people[t.target].attrs[rel] != t.source_answer
 
