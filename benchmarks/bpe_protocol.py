@@ -57,10 +57,13 @@ def stride(items: list, n: int | None) -> list:
     return [items[int(i * step)] for i in range(n)]
 
 
-def sae_configs(model, hook: str, stage1_steps: int, epochs: int, seed: int) -> tuple[Stage1Config, AlignConfig]:
-    """The BPE demo's Stage-1 and Stage-2 settings (`bpe_demo_config`) with 8 × d_model latents at `hook`."""
+def sae_configs(
+    model, hook: str, stage1_steps: int, epochs: int, seed: int, d_sae: int | None = None
+) -> tuple[Stage1Config, AlignConfig]:
+    """The BPE demo's Stage-1 and Stage-2 settings (`bpe_demo_config`) with `d_sae` (default 8 × d_model)
+    latents at `hook`."""
     cfg, rt = bpe_demo_config(), Runtime(seed=seed, progress=False)
-    s1 = replace(cfg.stage1, d_sae=8 * model.cfg.d_model, steps=stage1_steps, hook_name=hook, runtime=rt)
+    s1 = replace(cfg.stage1, d_sae=d_sae or 8 * model.cfg.d_model, steps=stage1_steps, hook_name=hook, runtime=rt)
     return s1, replace(cfg.align, epochs=epochs, hook_name=hook, runtime=rt)
 
 

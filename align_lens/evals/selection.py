@@ -18,7 +18,7 @@ from typing import Any
 from align_lens.evals.decoding import normalize
 from align_lens.interventions.editors import ALPHAS, Editor
 from align_lens.interventions.swaps import evaluate_swaps
-from align_lens.interventions.trials import answer_lookup
+from align_lens.interventions.trials import SwapTrial, answer_lookup
 from align_lens.ontology import Example, Ontology
 
 
@@ -66,8 +66,8 @@ class Candidate:
 def choose_swap(
     model,
     candidates: Sequence[Candidate],
-    val_examples: Sequence[Example],
-    test_examples: Sequence[Example],
+    val_examples: Sequence[Example] | Sequence[SwapTrial],
+    test_examples: Sequence[Example] | Sequence[SwapTrial],
     lookup,
     val_items: int | None = 40,
     test_items: int | None = None,
@@ -81,6 +81,8 @@ def choose_swap(
     trials drawn with `seed`), then evaluate that candidate's whole α grid on `test_examples` (≤ `test_items` per
     concept, None: all; trials drawn with `seed + 1`). Ties go to the first candidate, then the first α.
     `upper_bound=False` evaluates only the chosen α on test (a grid's cost less; the upper-bound keys are None).
+    Either set may instead be a list of `SwapTrial`s (e.g. from `reroute_trials`, for entity or value swaps),
+    evaluated as given: `val_items` / `test_items` do not apply to it.
 
     Returns {mode, alpha, val_exact, test_exact, test_ci (Wilson 95 %), test_trials, kept_source, type_target (at
     the chosen α), upper_bound_exact / upper_bound_alpha (best α of the chosen mode on the test trials: optimistic),
@@ -91,12 +93,15 @@ def choose_swap(
         raise ValueError("give at least one Candidate")
     val = {}
     best = (-1.0, None, None)
+    val_ex, val_trials = _examples_or_trials(val_examples)
+    test_ex, test_trials = _examples_or_trials(test_examples)
     for cand in candidates:
         res = evaluate_swaps(
             model,
             cand.editor,
-            val_examples,
+            val_ex,
             cand.alphas,
+            trials=val_trials,
             max_items=val_items,
             lookup=lookup,
             seed=seed,
@@ -114,8 +119,9 @@ def choose_swap(
     res = evaluate_swaps(
         model,
         chosen.editor,
-        test_examples,
+        test_ex,
         chosen.alphas if upper_bound else (alpha,),
+        trials=test_trials,
         max_items=test_items,
         lookup=lookup,
         seed=seed + 1,
@@ -141,6 +147,15 @@ def choose_swap(
         "misses": miss_breakdown(res, alpha, lookup, entity_names),
         "test": res.to_dict(),
     }
+
+
+def _examples_or_trials(
+    items: Sequence[Example] | Sequence[SwapTrial],
+) -> tuple[list[Example] | None, list[SwapTrial] | None]:
+    """(examples, trials) for `evaluate_swaps`: a list of SwapTrials goes in as given trials, else as examples."""
+    if items and all(isinstance(t, SwapTrial) for t in items):
+        return None, [t for t in items if isinstance(t, SwapTrial)]
+    return [e for e in items if isinstance(e, Example)], None
 
 
 def miss_breakdown(res, alpha: float, lookup, entity_names: dict[str, str] | None = None) -> dict[str, float]:

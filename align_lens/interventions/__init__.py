@@ -18,7 +18,7 @@ from align_lens.interventions.editors import (
 )
 from align_lens.interventions.interchange import patch_slots, ravel_scores, residual_patching
 from align_lens.interventions.swaps import SwapResults, evaluate_swaps, swap_hooks, wilson
-from align_lens.interventions.trials import SwapTrial, answer_lookup, sample_swap_trials
+from align_lens.interventions.trials import SwapTrial, answer_lookup, reroute_trials, sample_swap_trials
 
 __all__ = [
     "MODES",
@@ -40,6 +40,7 @@ __all__ = [
     "patch_slots",
     "ravel_scores",
     "residual_patching",
+    "reroute_trials",
     "sample_swap_trials",
     "slot_editor",
     "swap_hooks",

@@ -121,6 +121,10 @@ def swap_hooks(
 # swap evaluation
 # =============================================================================================
 
+# Per-pair success matrices (and their trial counts) are kept up to this many concepts: beyond it a c × c list
+# per α and scorer would outweigh the trials themselves (1,000 concepts: a million cells each).
+PAIR_LIMIT = 200
+
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson 95% interval of a rate k/n."""
@@ -145,7 +149,7 @@ class SwapResults:
     alphas: list[float]
     success: dict[str, list[float]]  # scorer -> one rate per alpha
     ci: dict[str, list[tuple[float, float]]]  # scorer -> Wilson 95% interval per alpha
-    pair: dict[str, list[list[list[float]]]]  # scorer -> alpha -> c x c
+    pair: dict[str, list[list[list[float]]]]  # scorer -> alpha -> c x c (empty beyond PAIR_LIMIT concepts)
     kept_source: list[float]  # output is still A's answer
     type_target: list[float]  # output is some value of B's type
     clean_accuracy: float  # exact accuracy of the unedited model on the base prompts
@@ -222,7 +226,8 @@ def evaluate_swaps(
     last prompt position of each row), the hooks users install: what is scored is what `model.generate` gives.
     `span=True`: the edit also covers every generated position (`swap_hooks(span=True)`). `offset` (≤ 0) moves
     the edit back from the last prompt token, e.g. -2 edits the token two before it in every prompt (for concepts
-    read earlier in prompts of one shape).
+    read earlier in prompts of one shape); each trial's own `SwapTrial.offset` adds to it (e.g. the edit at a name
+    inside questions of different lengths).
     """
     if isinstance(offset, bool) or not isinstance(offset, int) or offset > 0:
         raise ValueError(f"offset must be an int ≤ 0 (tokens back from the last prompt token), got {offset!r}")
@@ -248,6 +253,9 @@ def evaluate_swaps(
     for t in trials:
         values.setdefault(t.target, set()).add(normalize(t.gold))
     c = len(names)
+    shift = torch.tensor([t.offset for t in trials], dtype=torch.long)
+    if (shift > 0).any():
+        raise ValueError("a trial's offset must be ≤ 0 (tokens back from the last prompt token)")
     src = torch.tensor([names.index(t.source) for t in trials])
     tgt = torch.tensor([names.index(t.target) for t in trials])
     max_new = max_new_tokens or max_answer_len(model, [t.gold for t in trials] + list(table.values())) + 1
@@ -271,7 +279,7 @@ def evaluate_swaps(
     for alpha in alphas:
 
         def hooks(rows: Tensor, last: Tensor, alpha=float(alpha)) -> list:
-            at = last + offset
+            at = last + offset + shift[rows].to(last.device)
             return swap_hooks(ed, src[rows], tgt[rows], alpha, position=at, prefill_only=False, span=span)
 
         gens = greedy_decode(model, trial_toks, max_new, batch_size, hooks)
@@ -298,7 +306,7 @@ def evaluate_swaps(
             ci[s].append(wilson(totals[s], n))
             m = hits[s] / pair_counts.clamp_min(1)
             m[pair_counts == 0] = float("nan")
-            pair[s].append(m.tolist())
+            pair[s].append(m.tolist() if c <= PAIR_LIMIT else [])
         kept.append(n_kept / n)
         typed.append(n_typed / n)
     show = sorted(random.Random(seed).sample(range(len(trials)), min(n_show, len(trials))))
@@ -326,7 +334,7 @@ def evaluate_swaps(
         kept_source=kept,
         type_target=typed,
         clean_accuracy=clean_acc,
-        counts=counts | {"n_trials": len(trials), "pair_counts": pair_counts.tolist()},
+        counts=counts | {"n_trials": len(trials), "pair_counts": pair_counts.tolist() if c <= PAIR_LIMIT else []},
         trials=list(trials),
         outputs=outputs,
         examples=examples_shown,

@@ -7,7 +7,7 @@ an experiment can be rerun on exactly the same trials or on a list saved with it
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from align_lens.evals.decoding import normalize
@@ -17,7 +17,8 @@ from align_lens.ontology import Example, Ontology, as_examples
 @dataclass(frozen=True)
 class SwapTrial:
     """Ask `prompt` (about `entity`, concept `source`, clean answer `source_answer`), edit `source` → `target`
-    at its last token, and count the swap a success when the model answers `gold` (the entity's target answer)."""
+    at its last token (or `offset` ≤ 0 tokens before it, e.g. at a name inside the question), and count the swap
+    a success when the model answers `gold` (the entity's target answer)."""
 
     prompt: str
     entity: str
@@ -25,6 +26,7 @@ class SwapTrial:
     target: str
     source_answer: str
     gold: str
+    offset: int = 0
 
 
 def answer_lookup(source: Ontology | Sequence[Example] | Mapping) -> dict[tuple[str, str], str]:
@@ -102,3 +104,41 @@ def sample_swap_trials(
     subset). Pairs where B's answer is unknown or equals A's are left out. Same arguments → same list.
     """
     return build_trials(examples, names, lookup, max_items, seed)[0]
+
+
+def reroute_trials(
+    examples: Sequence[Example],
+    targets: Mapping[str, Sequence[str]],
+    gold: Callable[[Example, str], str | None],
+    per_item: int,
+    seed: int = 0,
+    offset: Callable[[Example], int] | None = None,
+) -> list[SwapTrial]:
+    """Swap trials for concepts that are not relations: each base example (with entity and answer) of concept A
+    is swapped to at most `per_item` targets B drawn (seeded) from `targets[A]`, and succeeds when the model
+    answers `gold(example, B)` (e.g. for a person concept, B's answer to the same question; for a value concept,
+    B itself). Targets whose gold is None or equal to the example's answer are passed over. Same arguments → same
+    list, in example order. `offset(example)` (≤ 0) moves the edit back from the last prompt token
+    (`SwapTrial.offset`).
+    """
+    if per_item < 1:
+        raise ValueError(f"per_item must be ≥ 1, got {per_item}")
+    rng = random.Random(seed)
+    trials = []
+    for e in examples:
+        if e.entity is None or e.answer is None or e.concept not in targets:
+            continue
+        pool = [b for b in targets[e.concept] if b != e.concept]
+        rng.shuffle(pool)
+        kept = 0
+        for b in pool:
+            g = gold(e, b)
+            if g is None or normalize(g) == normalize(e.answer):
+                continue
+            trials.append(SwapTrial(e.prompt, e.entity, e.concept, b, e.answer, g, offset(e) if offset else 0))
+            kept += 1
+            if kept == per_item:
+                break
+    if not trials:
+        raise ValueError("no swap trials: no example had a target with a known, different answer")
+    return trials

@@ -24,6 +24,7 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
+from align_lens.interventions.trials import SwapTrial, reroute_trials
 from align_lens.ontology import SPLITS, Concept, Example, Ontology
 from align_lens.worlds.bio import RELATIONS
 from align_lens.worlds.bio_bpe import BpeBioWorld, Person, Phrasing, phrasings, write_jsonl
@@ -172,6 +173,54 @@ def mixed(
         _prefixed(syntax(world, world.people_of("heldout"), *syntax_bios, seed=seed), "tok:"),
     ]
     return Ontology([c for cs, _ in parts for c in cs], [e for _, es in parts for e in es])
+
+
+def entity_swap_trials(
+    world: BpeBioWorld,
+    examples: list[Example],
+    names: list[str],
+    per_item: int = 1,
+    prefix: str = "",
+    seed: int = 0,
+    at_name: bool = False,
+) -> list[SwapTrial]:
+    """Entity swaps on person concepts (`entities`, or `mixed`'s with `prefix="person:"`): the question about A
+    (`examples`: question-read, with answers), A's concept swapped to B (one of `names`), succeeds when the model
+    gives B's answer to the same question (the relation asked is found by matching the prompt to the world's
+    phrasings; a prompt of no phrasing gives no trial). The edit is at the question's last token, or with
+    `at_name` at the name's last piece (`SwapTrial.offset`: the tokens after the name, negated), where
+    `entities(read="name")` reads. `per_item` targets per base example (`reroute_trials`)."""
+    tok = load_gpt2_tokenizer()
+
+    def offset(e: Example) -> int:
+        assert e.entity is not None  # reroute_trials passes only examples with an entity
+        cut = e.prompt[: e.prompt.index(e.entity) + len(e.entity)]
+        return len(tok(cut)["input_ids"]) - len(tok(e.prompt)["input_ids"])
+
+    people = {p.name: p for p in world.people}
+    kept = [n for n in names if n.startswith(prefix)]
+    every = phrasings()
+
+    def gold(e: Example, target: str) -> str | None:
+        """B's answer to the relation asked by `e` (found by re-phrasing the question about its person)."""
+        rel = next((ph.relation for ph in every if e.entity and ph.prompt(e.entity) == e.prompt), None)
+        return None if rel is None else " " + people[target.removeprefix(prefix)].attrs[rel]
+
+    return reroute_trials(examples, dict.fromkeys(kept, kept), gold, per_item, seed, offset if at_name else None)
+
+
+def value_swap_trials(
+    examples: list[Example], names: list[str], per_item: int = 1, prefix: str = "", seed: int = 0
+) -> list[SwapTrial]:
+    """Value swaps on value concepts (`values`, or `mixed`'s with `prefix="value:"`): a question answered by
+    value A, A's concept swapped to a value B of the same kind (city, university, …), succeeds when the model
+    answers B. `per_item` targets per base example (`reroute_trials`)."""
+    kinds: dict[str, list[str]] = {}
+    for n in names:
+        if n.startswith(prefix):
+            kinds.setdefault(n.removeprefix(prefix).split(": ")[0], []).append(n)
+    targets = {n: kinds[n.removeprefix(prefix).split(": ")[0]] for ns in kinds.values() for n in ns}
+    return reroute_trials(examples, targets, lambda e, b: " " + b.split(": ", 1)[1], per_item, seed)
 
 
 def family(world: BpeBioWorld, name: str, **sizes) -> Ontology:

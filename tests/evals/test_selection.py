@@ -9,7 +9,7 @@ import torch
 from align_lens.analysis.baselines import diffmean_directions
 from align_lens.evals.selection import Candidate, choose_swap, miss_breakdown, of_people, people_split, restrict
 from align_lens.interventions.editors import ALPHAS, DirectionEditor
-from align_lens.interventions.trials import SwapTrial
+from align_lens.interventions.trials import SwapTrial, sample_swap_trials
 
 
 def test_people_split_is_disjoint_and_seeded(trained):
@@ -98,3 +98,18 @@ def test_choose_swap_without_upper_bound_evaluates_only_the_chosen_alpha_on_test
         full["test_trials"],
     )
     assert lean["upper_bound_exact"] is None and lean["upper_bound_alpha"] is None
+
+
+def test_choose_swap_takes_given_trials_as_the_examples_would_draw_them(trained):
+    model, ont, hook = trained["model"], trained["ontology"], trained["hook"]
+    split = people_split(ont, 8, 8, seed=0)
+    dm = diffmean_directions(trained["train_acts"], ont.labels("train"), len(ont.names))
+    cand = [Candidate("diffmean", DirectionEditor(dm["means"], ont.names, hook), (0.5, 1.0))]
+    val, test = of_people(ont, split["val"], "heldout"), of_people(ont, split["test"], "heldout")
+    drawn = choose_swap(model, cand, val, test, ont, val_items=2, test_items=2, seed=5)
+    val_trials = sample_swap_trials(val, ont.names, ont, max_items=2, seed=5)
+    test_trials = sample_swap_trials(test, ont.names, ont, max_items=2, seed=6)
+    given = choose_swap(model, cand, val_trials, test_trials, ont, val_items=1, test_items=1, seed=5)
+    assert given["val_by_candidate"] == drawn["val_by_candidate"]  # val_items does not cut given trials
+    assert given["test"]["trials"] == drawn["test"]["trials"] and given["test_exact"] == drawn["test_exact"]
+    assert given["test_trials"] == len(test_trials)

@@ -5,7 +5,10 @@ The `trained` fixture lives in conftest.py.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,7 +17,9 @@ from align_lens import interventions as iv
 from align_lens.activations.gather import gather_activations
 from align_lens.adapter import stop_ids, tokenize
 from align_lens.evals.decoding import decode_tokens
+from align_lens.interventions import swaps as swaps_module
 from align_lens.interventions.swaps import edit_hooks
+from align_lens.ontology import Example
 
 
 def _quiet_pair(trained, example):
@@ -145,6 +150,19 @@ def test_offset_edits_a_token_before_the_last_as_generate_does(trained):
         iv.evaluate_swaps(model, al, trials=trials, alphas=(alpha,), offset=1)
 
 
+def test_a_trials_own_offset_moves_its_edit_as_the_shared_offset_does(trained):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    trials = iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, ont, seed=1)[:8]
+    run = functools.partial(iv.evaluate_swaps, model, al, alphas=(3.0,), max_new_tokens=6)
+    at_last, shared = run(trials=trials), run(trials=trials, offset=-1)
+    mixed = [replace(t, offset=-1) if i % 2 else t for i, t in enumerate(trials)]  # every other trial moved
+    own = [row["generated"] for row in run(trials=mixed).outputs]
+    expected = [(shared if i % 2 else at_last).outputs[i]["generated"] for i in range(len(trials))]
+    assert own == expected and expected != [row["generated"] for row in at_last.outputs]
+    with pytest.raises(ValueError, match="offset"):
+        run(trials=[replace(trials[0], offset=1)])
+
+
 def test_span_edits_every_position_from_the_given_one_on(trained):
     """`edit_hooks(span=True)` edits positions ≥ each row's `position`; without span only that position."""
     model, hook = trained["model"], trained["hook"]
@@ -271,3 +289,32 @@ def test_swaps_and_gathering_work_with_the_sae_attached_by_saelens(trained, use_
         assert attached == detached and after.success == before.success
     # without the error term the reconstruction replaces every position, so only the first answer token is judged
     assert after.success["exact" if use_error_term else "first_token"][0] > 0.3
+
+
+def test_reroute_trials_draws_seeded_targets_with_other_answers():
+    ex = [Example(f"Q{i}: where?", c, f" {c}-city", c, "heldout") for i, c in enumerate("ABCD" * 2)]
+    ex.append(Example("Q: who?", "E", " x", None, "heldout"))  # no entity: no trial
+    city = {"A": " A-city", "B": " B-city", "C": " A-city", "D": None}  # C's gold is A's answer, D has none
+    targets = dict.fromkeys("ABCD", list("ABCD"))
+    trials = iv.reroute_trials(ex, targets, lambda e, b: city[b], 2, seed=0)
+    assert trials == iv.reroute_trials(ex, targets, lambda e, b: city[b], 2, seed=0)
+    for t in trials:
+        assert t.target not in (t.source, "D") and t.gold == city[t.target] != t.source_answer
+    assert not [t for t in trials if (t.source, t.target) == ("A", "C")]  # same answer: passed over
+    per_prompt = Counter(t.prompt for t in trials)
+    assert max(per_prompt.values()) <= 2 and "Q: who?" not in per_prompt
+    assert {t.source for t in trials} == set("ABCD")
+    with pytest.raises(ValueError, match="per_item"):
+        iv.reroute_trials(ex, targets, lambda e, b: " z", 0)
+    with pytest.raises(ValueError, match="no swap trials"):
+        iv.reroute_trials(ex, targets, lambda e, b: None, 1)
+
+
+def test_pair_matrices_are_dropped_beyond_the_limit(trained, monkeypatch):
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    held = ont.select("heldout")
+    full = iv.evaluate_swaps(model, al, held, alphas=(1.0,), max_items=1, lookup=ont)
+    monkeypatch.setattr(swaps_module, "PAIR_LIMIT", 2)
+    lean = iv.evaluate_swaps(model, al, held, alphas=(1.0,), max_items=1, lookup=ont)
+    assert len(full.pair["exact"][0]) == len(ont.names) > 2 and lean.pair["exact"] == [[]]
+    assert lean.counts["pair_counts"] == [] and lean.success == full.success and lean.outputs == full.outputs

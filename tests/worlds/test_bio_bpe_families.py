@@ -73,3 +73,46 @@ def test_mixed_loads_from_jsonl_with_its_prefixes(world, tmp_path):
 def test_unknown_family_is_refused(world):
     with pytest.raises(ValueError, match="family must be one of"):
         families.family(world, "colours")
+
+
+def test_entity_swaps_expect_the_swapped_in_persons_answer(world):
+    onto = families.entities(world, n_people=30)
+    people = {p.name: p for p in world.people}
+    held = onto.select("heldout")
+    trials = families.entity_swap_trials(world, held, onto.names, per_item=2, seed=1)
+    assert trials == families.entity_swap_trials(world, held, onto.names, per_item=2, seed=1)
+    assert 0 < len(trials) <= 2 * len(held)
+    by_prompt = {e.prompt: e for e in held}
+    for t in trials:
+        template = by_prompt[t.prompt].template  # the phrasing (not in the JSONL), e.g. "BIRTH_CITY/5.2"
+        assert template is not None
+        rel = template.split("/")[0]
+        assert t.source == t.entity != t.target and t.target in onto.names
+        assert t.gold == " " + people[t.target].attrs[rel] != t.source_answer
+
+
+def test_value_swaps_stay_in_the_kind_and_expect_the_value(world, tmp_path):
+    with pytest.warns(UserWarning, match="imbalanced"):
+        sizes = {"n_relation_people": 20, "n_entities": 60, "syntax_bios": (20, 10)}
+        onto = Ontology.from_jsonl(families.write_family(world, "mixed", tmp_path / "mixed.jsonl", **sizes))
+    held = onto.select("heldout")
+    values = families.value_swap_trials(held, onto.names, prefix="value:", seed=0)
+    assert values and all(t.source.startswith("value:") and t.target.startswith("value:") for t in values)
+    for t in values:
+        assert t.source.split(": ")[0] == t.target.split(": ")[0] and t.source != t.target  # same kind
+        assert t.gold == " " + t.target.split(": ", 1)[1] != t.source_answer
+    persons = families.entity_swap_trials(world, held, onto.names, prefix="person:", seed=0)
+    people = {p.name: p for p in world.people}
+    assert persons and all(t.target.startswith("person:") for t in persons)
+    assert all(t.gold in {" " + v for v in people[t.target.removeprefix("person:")].attrs.values()} for t in persons)
+
+
+def test_entity_swaps_at_the_name_edit_its_last_piece(world):
+    tok = load_gpt2_tokenizer()
+    held = families.entities(world, n_people=20).select("heldout")
+    trials = families.entity_swap_trials(world, held, families.entities(world, n_people=20).names, at_name=True)
+    assert trials and all(t.offset < 0 for t in trials)
+    for t in trials:
+        ids = tok(t.prompt)["input_ids"]
+        assert ids[: len(ids) + t.offset] == tok(t.prompt[: t.prompt.index(t.entity) + len(t.entity)])["input_ids"]
+        assert ids[len(ids) + t.offset - 1] == tok(" " + t.entity, add_special_tokens=False)["input_ids"][-1]
