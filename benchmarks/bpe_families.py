@@ -2,7 +2,7 @@
 probe and floors.
 
 Usage: python benchmarks/bpe_families.py --model DIR --family relations|entities|values|syntax|mixed
-       [--hook blocks.1.hook_resid_mid] [--out runs/bpe_families] [--d-sae 4096] [--binding ce|mse_onehot]
+       [--n-people N] [--hook blocks.1.hook_resid_mid] [--out runs/bpe_families] [--d-sae 4096] [--binding ce|mse_onehot]
        [--swap-val 40] [--swap-test 300] [--quick]
 
 The family's ontology (`align_lens.worlds.bio_bpe_families`) is written as user-style JSONL and read back with
@@ -50,8 +50,11 @@ from align_lens.worlds.bio_bpe_families import FAMILIES, entity_swap_trials, fam
 from align_lens.worlds.bpe_model import load_bpe_world
 
 
-def sizes(family: str, quick: bool, reads: str = "question,name") -> list[tuple[str, dict]]:
-    """(row label, family keywords) for each ontology the family is measured on."""
+def sizes(
+    family: str, quick: bool, reads: str = "question,name", n_people: int | None = None
+) -> list[tuple[str, dict]]:
+    """(row label, family keywords) for each ontology the family is measured on; `n_people` caps the relations
+    and entities families' people."""
     small = {
         "relations": {"n_people": 40},
         "entities": {"n_people": 40},
@@ -60,6 +63,8 @@ def sizes(family: str, quick: bool, reads: str = "question,name") -> list[tuple[
         "mixed": {"n_relation_people": 10, "n_entities": 40, "syntax_bios": (40, 20)},
     }
     kw = small[family] if quick else {}
+    if n_people is not None and family in ("relations", "entities"):
+        kw = kw | {"n_people": n_people}
     if family == "entities":
         return [(f"entities ({r})", kw | {"read": r}) for r in reads.split(",")]
     return [(family, kw)]
@@ -194,6 +199,9 @@ def main() -> None:
     ap.add_argument("--stage1-steps", type=int, default=800)
     ap.add_argument("--binding", choices=("ce", "mse_onehot"), help="Stage-2 binding loss (default: the demo's)")
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument(
+        "--n-people", type=int, help="relations / entities: the first N train people (default: all / 1,000)"
+    )
     ap.add_argument("--reads", default="question,name", help="entities: where the person is read, comma-separated")
     ap.add_argument("--task-items", type=int, default=300, help="held-out questions for spliced accuracy")
     ap.add_argument("--val-people", type=int, default=100, help="people whose questions validate the swap α")
@@ -210,7 +218,7 @@ def main() -> None:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     model, world = load_transformer(args.model), load_bpe_world(args.model)
     results = {"args": vars(args), "rows": {}}
-    for label, kw in sizes(args.family, args.quick, args.reads):
+    for label, kw in sizes(args.family, args.quick, args.reads, args.n_people):
         results["rows"][label] = run(args, model, world, label, kw)
         (Path(args.out) / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"\n{args.hook}, Stage 1: {args.d_sae} latents, {args.stage1_steps} steps")

@@ -155,9 +155,19 @@ def add_grokking(sub, common) -> None:
     option(g, GrokkingConfig, "steps", type=positive_int, help="training steps of the implicit model")
     option(g, GrokkingConfig, "lr", type=positive_float, help="learning rate of the implicit model")
     option(g, GrokkingConfig, "weight_decay", help="AdamW weight decay of the implicit model")
-    option(g, GrokkingConfig, "world_train", type=positive_int, help="training compositions (default: all)")
+    g.add_argument(
+        "--world-train",
+        type=positive_int,
+        help=f"training compositions (default: {GrokkingConfig.world_train}, φ = N / 2,000 atomic facts; "
+        "with --official: all 4,000)",
+    )
     option(g, GrokkingConfig, "checkpoint_every", type=positive_int, help="steps between analysed checkpoints")
     option(g, GrokkingConfig, "n_entities", type=positive_int, help="entities of the world")
+    g.add_argument(
+        "--official",
+        action="store_true",
+        help="the official layered 20/20/20 world, 4,000/4,000 split (--world-train then defaults to all 4,000)",
+    )
     option(g, GrokkingConfig, "hook_name", flag="--hook", dest="hook", help="hook read at every checkpoint")
     option(g, GrokkingConfig, "threads", type=positive_int, help="torch threads (1: bit-reproducible)")
     g.add_argument(
@@ -183,8 +193,9 @@ def run_grokking(a: argparse.Namespace) -> int:
         checkpoint_every=a.checkpoint_every,
         lr=a.lr,
         weight_decay=a.weight_decay,
-        world_train=a.world_train,
+        world_train=a.world_train or (None if a.official else GrokkingConfig.world_train),
         n_entities=a.n_entities,
+        official=a.official,
         hook_name=a.hook,
         device=a.device,
         threads=a.threads,

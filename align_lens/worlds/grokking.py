@@ -52,6 +52,9 @@ class GrokkingConfig:
     n_entities: int = 100
     n_relations: int = 20
     world_seed: int = 0
+    official: bool = (
+        False  # the official layered 20/20/20 world (4,000 / 4,000 split; n_entities, world_heldout unused)
+    )
     world_heldout: int = 2000  # held-out compositions of the world
     world_train: int | None = (
         18000  # training compositions (None: all the others); φ = world_train / 2,000 atomic facts
@@ -87,14 +90,10 @@ def plateau(steps: list[int], train: list[float], heldout: list[float]) -> dict[
 
 
 def world_of(cfg: GrokkingConfig) -> TwoHopWorld:
-    return make_two_hop_world(
-        seed=cfg.world_seed,
-        n_entities=cfg.n_entities,
-        n_relations=cfg.n_relations,
-        n_heldout=cfg.world_heldout,
-        n_train=cfg.world_train,
-        phrasing=cfg.phrasing,
-    )
+    kw = {"seed": cfg.world_seed, "n_relations": cfg.n_relations, "n_train": cfg.world_train, "phrasing": cfg.phrasing}
+    if cfg.official:
+        return make_two_hop_world(official=True, **kw)
+    return make_two_hop_world(n_entities=cfg.n_entities, n_heldout=cfg.world_heldout, **kw)
 
 
 def run_seed(cfg: GrokkingConfig, seed: int) -> list[dict[str, Any]]:

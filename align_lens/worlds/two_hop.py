@@ -137,8 +137,7 @@ class TwoHopWorld(SavedParams):
         if self.n_heldout >= len(ids):
             raise ValueError(f"n_heldout={self.n_heldout} leaves no training compositions of {len(ids)}")
         heldout, rest = ids[: self.n_heldout], ids[self.n_heldout :]
-        train = rest if self.n_train is None else rest[: self.n_train]
-        self.splits = {"train": train, "heldout": heldout, "ood": ood}
+        self.splits = {"train": self._first_n_train(rest), "heldout": heldout, "ood": ood}
 
     def _build_layered(self, rng: random.Random, taken: set[str]) -> None:
         groups = [invented_words(rng, self.layer_size, taken) for _ in range(3)]
@@ -152,7 +151,15 @@ class TwoHopWorld(SavedParams):
         if not 0 < self.n_heldout < len(comps):
             raise ValueError(f"n_heldout must be in 1..{len(comps) - 1}, got {self.n_heldout}")
         cut = len(comps) - self.n_heldout
-        self.splits = {"train": comps[:cut][: self.n_train], "heldout": comps[cut:], "ood": []}
+        self.splits = {"train": self._first_n_train(comps[:cut]), "heldout": comps[cut:], "ood": []}
+
+    def _first_n_train(self, rest: list[Composition]) -> list[Composition]:
+        if self.n_train is not None and not 0 < self.n_train <= len(rest):
+            raise ValueError(
+                f"n_train={self.n_train} but the world leaves {len(rest)} training compositions; "
+                f"give 1..{len(rest)} or None (all of them)"
+            )
+        return rest if self.n_train is None else rest[: self.n_train]
 
     # ---- facts and text ---------------------------------------------------------------------
     def compose(self, e1: str, r1: str, r2: str) -> Composition:

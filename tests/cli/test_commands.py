@@ -298,8 +298,9 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
     c = GrokkingConfig()
     for flag, field in (("steps", "steps"), ("lr", "lr"), ("checkpoint_every", "checkpoint_every")):
         assert getattr(g, flag) == getattr(c, field), flag
-    for flag, field in (("weight_decay", "weight_decay"), ("world_train", "world_train"), ("n_entities", "n_entities")):
+    for flag, field in (("weight_decay", "weight_decay"), ("n_entities", "n_entities")):
         assert getattr(g, flag) == getattr(c, field), flag
+    assert g.world_train is None and not g.official  # None: the config's 18,000, or all 4,000 with --official
     assert g.hook == c.hook_name and g.seeds is None and not g.quick  # None: the config's seeds (3 of them)
     assert len(c.seeds) >= 3
     assert g.threads == GrokkingConfig().threads == 1
@@ -316,6 +317,19 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
     for name in ("steps", "lr", "checkpoint_every", "eval_every", "threads", "seed", "resume"):
         assert getattr(t, name) == default_of(train_two_hop_model, name), name
     assert parser.parse_args(["train-two-hop", "--out", "m", "--no-resume"]).resume is False
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [([], (False, 18000)), (["--official"], (True, None)), (["--official", "--world-train", "1000"], (True, 1000))],
+)
+def test_grokking_official_takes_the_layered_world_and_all_its_compositions(tmp_path, monkeypatch, options, expected):
+    import align_lens.worlds.grokking as grokking
+
+    seen = []
+    monkeypatch.setattr(grokking, "run_grokking", lambda cfg: seen.append(cfg) or {"seeds": {}, "wall_s": 0.0})
+    assert main(["grokking", "--out", str(tmp_path / "g"), *options]) == 0
+    assert (seen[0].official, seen[0].world_train) == expected
 
 
 def test_hub_is_a_library_without_its_own_command_line():

@@ -7,7 +7,7 @@ import pytest
 
 from align_lens.training.config import Stage1Config
 from align_lens.worlds import grokking
-from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, plateau, run_grokking
+from align_lens.worlds.grokking import GrokkingConfig, crossing, grokking_figure, plateau, run_grokking, world_of
 from align_lens.worlds.grokking_checkpoint import READERS, SERIES, SWAP_METHODS, key, swap_key
 
 
@@ -33,6 +33,7 @@ TINY = GrokkingConfig(
     n_entities=10,
     n_relations=3,
     world_heldout=20,
+    world_train=None,
     n_train=60,
     n_heldout=20,
     stage1=Stage1Config(d_sae=32, k=4, steps=20, batch_size=256),
@@ -110,3 +111,12 @@ def test_loading_a_model_folder_without_logged_checkpoints_fails(tmp_path):
 def test_one_model_folder_takes_one_seed(tmp_path):
     with pytest.raises(ValueError, match="one seed"):
         run_grokking(GrokkingConfig(out_dir=str(tmp_path), model_dir=str(tmp_path), seeds=(0, 1)))
+
+
+def test_official_config_builds_the_layered_world():
+    w = world_of(GrokkingConfig(official=True, world_train=None, phrasing="compact"))
+    assert w.layered and len(w.splits["train"]) == len(w.splits["heldout"]) == 4000
+    assert len(world_of(GrokkingConfig(official=True, world_train=1000)).splits["train"]) == 1000
+    assert not world_of(GrokkingConfig()).layered and len(world_of(GrokkingConfig()).splits["train"]) == 18000
+    with pytest.raises(ValueError, match="world leaves 4000"):
+        world_of(GrokkingConfig(official=True))  # the random world's 18,000 default does not fit

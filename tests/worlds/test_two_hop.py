@@ -50,6 +50,14 @@ def test_official_layered_world_has_the_4000_4000_split():
     assert s["train_compositions"] == 4000 and s["heldout_compositions"] == 4000 and s["ood_compositions"] == 0
     e1s, e2s = set(w.entities[:20]), set(w.bridges())
     assert all(c.e1 in e1s and c.e2 in e2s for c in w.splits["heldout"])
+    assert len(make_two_hop_world(official=True, n_train=1000).splits["train"]) == 1000
+
+
+@pytest.mark.parametrize("official", [True, False])
+def test_more_training_compositions_than_the_world_has_is_an_error(official):
+    kw = {} if official else {"n_entities": 10, "n_relations": 3, "n_heldout": 20}
+    with pytest.raises(ValueError, match="n_train=18000 but the world leaves"):
+        make_two_hop_world(official=official, n_train=18000, **kw)
 
 
 def test_formats_and_questions(world):
