@@ -6,7 +6,7 @@ Usage: python benchmarks/bench_concepts.py [--slots 20 1000 5000 20000] [--free 
 Each slot count runs in a fresh subprocess: a random StandardSAE with `--free` latents (or `--d-sae` minus the
 slots, so the width, and with it the encoder and decoder cost, is the same at every count), an ontology of
 that many concepts with 2 labelled rows per concept (at least 4,096), rows drawn around one centre per concept, default
-`AlignConfig` (LDA slot init, "mse_onehot" binding, decorrelation on). Times `Stage2Trainer.step` on full
+`AlignConfig` (LDA slot init, decorrelation on) but "mse_onehot" binding at every count ("auto" would switch). Times `Stage2Trainer.step` on full
 batches of `--batch` labelled rows: CPU time (`time.process_time`, all threads) per step over `--steps` steps
 after 2 warm-up steps. Memory: the peak resident set during the timed steps above the resident set before
 them (Linux VmHWM after resetting it through /proc/self/clear_refs). Also prints the setup time (slot init
@@ -48,7 +48,10 @@ def measure(n_slots: int, free: int, d_sae: int | None, d_in: int, batch: int, s
     x = centres[labels] + 0.3 * torch.randn(n, d_in, generator=gen)
     torch.manual_seed(0)
     base = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=free if d_sae is None else d_sae - n_slots))
-    config = AlignConfig(steps=10**6, batch_size=batch, runtime=Runtime(progress=False, threads=threads))
+    runtime = Runtime(progress=False, threads=threads)
+    config = AlignConfig(
+        steps=10**6, batch_size=batch, binding="mse_onehot", runtime=runtime
+    )  # one loss at every count
     start = time.perf_counter()
     trainer = Stage2Trainer(base, onto, activations=x, labels=labels, config=config)
     setup = time.perf_counter() - start

@@ -20,7 +20,7 @@ from align_lens.adapter import residual_hooks
 from align_lens.analysis.baselines import stage1_best_latents
 from align_lens.evals.evaluate import EvalConfig, evaluate, headline, split_activations
 from align_lens.ontology import Ontology
-from align_lens.training.config import AlignConfig, Runtime, Stage1Config
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config, binding_for
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 
@@ -131,10 +131,11 @@ def ablations(
     """Stage-2 variants at one hook, all from the same Stage-1 SAE (`stage1`, default `study_stage1`, run with the
     Stage-2 runtime and `seed`; except "no stage 1", which aligns a randomly initialised SAE of the same shape). Variants (default: all of `ABLATIONS`):
 
-      full                      the given AlignConfig (default mse_onehot binding, decorrelation 0.01, LDA init)
+      full                      the given AlignConfig (default "auto" binding, decorrelation 0.01, LDA init)
       no decorrelation          weights.decorrelation = 0
       no stage 1 (random SAE)   Stage 2 on an untrained SAE
-      other binding loss        "ce" (paper) if the config uses "mse_onehot" (official code), and vice versa
+      other binding loss        "ce" (paper) if the config's binding is "mse_onehot" (official code) for this
+                                ontology, and vice versa
       value heads on            weights.value = 0.5 (value heads on the reconstruction)
       frozen free latents       train_free = False (only the slots learn)
       random slot init          init = "random" instead of the LDA init
@@ -154,11 +155,12 @@ def ablations(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         first = pretrain_sae(train, s1)
+    used = binding_for(base.binding, ontology.n_concepts)
     configs = {
         "full": base,
         "no decorrelation": replace(base, weights=replace(base.weights, decorrelation=0.0)),
         "no stage 1 (random SAE)": base,
-        "other binding loss": replace(base, binding="ce" if base.binding == "mse_onehot" else "mse_onehot"),
+        "other binding loss": replace(base, binding="ce" if used == "mse_onehot" else "mse_onehot"),
         "value heads on": replace(base, weights=replace(base.weights, value=0.5)),
         "frozen free latents": replace(base, train_free=False),
         "random slot init": replace(base, init="random"),

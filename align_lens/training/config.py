@@ -87,6 +87,19 @@ class OptimiserConfig:
     weight_decay: float = 0.0
 
 
+CE_FROM_CONCEPTS = 200
+
+
+def binding_for(binding: str, n_concepts: int) -> str:
+    """The binding loss `AlignConfig.binding` names for an ontology of `n_concepts` concepts. "auto" is
+    "mse_onehot" below `CE_FROM_CONCEPTS` concepts (measured better for swaps with 6–20 relations; the same binding
+    as "ce" at 100 people) and "ce" from there on ("mse_onehot" loses binding with more concepts: 0.97 vs 1.00 at
+    300 people, 0.75 vs 1.00 at 1,000; docs/results.md)."""
+    if binding != "auto":
+        return binding
+    return "ce" if n_concepts >= CE_FROM_CONCEPTS else "mse_onehot"
+
+
 @dataclass
 class AlignConfig:
     """Everything Stage 2 needs besides the SAE and the ontology: what to train (top level), the loss
@@ -94,7 +107,7 @@ class AlignConfig:
 
     hook_name: str | None = None  # default: sae.cfg.metadata.hook_name
     position: str | int = "last"  # token whose activation carries the concept
-    binding: Literal["ce", "mse_onehot"] = "mse_onehot"  # measured better for swaps than "ce" (docs/results.md)
+    binding: Literal["auto", "ce", "mse_onehot"] = "auto"  # see `binding_for`
     init: Literal["lda", "diffmean", "random"] = "lda"
     train_free: bool = True  # False: freeze the pretrained dictionary, train only the slots
     epochs: int = 20

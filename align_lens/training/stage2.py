@@ -25,7 +25,7 @@ from align_lens.adapter import answer_str_tokens
 from align_lens.ontology import Ontology
 from align_lens.saes.aligned import AlignedSAE, aligned_from_sae
 from align_lens.training import checkpoint, data, losses, validation
-from align_lens.training.config import AlignConfig
+from align_lens.training.config import AlignConfig, binding_for
 from align_lens.training.history import AlignHistory
 from align_lens.training.objective import Stage2Objective
 from align_lens.training.pending import LOG_EVERY, PendingTerms
@@ -159,6 +159,7 @@ class Stage2Trainer:
         self.total = config.steps or config.epochs * per_epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(config, self.total))
         w = config.weights
+        self.binding = binding_for(config.binding, self.ontology.n_concepts)
         self.weights = {
             "reconstruction": w.reconstruction,
             "sparsity": _sparsity_weight(self.sae, config),
@@ -173,7 +174,7 @@ class Stage2Trainer:
         objective = Stage2Objective(
             self.aligned,
             self.heads,
-            binding=config.binding,
+            binding=self.binding,
             variance=variance,
             decorrelation=self.replica.decorrelation,
         )
@@ -331,7 +332,7 @@ class Stage2Trainer:
         counts = torch.bincount(labels, minlength=n_concepts)
         aligned.cfg.concept_scales = (own / counts).tolist()
         settings = json.loads(json.dumps(asdict(self.config), default=str))
-        aligned.cfg.align_config = settings | {"weights_used": self.weights}
+        aligned.cfg.align_config = settings | {"weights_used": self.weights, "binding_used": self.binding}
         aligned.cfg.metrics = aligned.cfg.metrics | {
             "binding_accuracy_train": hits / len(labels),
             "base_architecture": aligned.cfg.base_architecture,

@@ -106,7 +106,7 @@ def check_align_config(config: Any) -> None:
         number(f"AlignConfig.weights.{term}", getattr(config.weights, term))
     if config.weights.sparsity is not None:
         number("AlignConfig.weights.sparsity", config.weights.sparsity)
-    choice("AlignConfig.binding", config.binding, ("ce", "mse_onehot"))
+    choice("AlignConfig.binding", config.binding, ("auto", "ce", "mse_onehot"))
     choice("AlignConfig.init", config.init, ("lda", "diffmean", "random"))
     dtype(config.dtype)
     check_runtime(config, "AlignConfig")

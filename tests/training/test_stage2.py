@@ -11,7 +11,14 @@ from align_lens import (
     gather_token_activations,
     pretrain_sae,
 )
-from align_lens.training.config import OptimiserConfig, Runtime, Stage1Config, with_values
+from align_lens.training.config import (
+    CE_FROM_CONCEPTS,
+    OptimiserConfig,
+    Runtime,
+    Stage1Config,
+    binding_for,
+    with_values,
+)
 
 HOOK = "blocks.1.hook_resid_post"
 QUIET = Runtime(progress=False)
@@ -262,3 +269,24 @@ def test_five_thousand_concepts_through_align():
     assert aligned.cfg.metrics["binding_accuracy_train"] > 0.5  # chance is 1/5,000
     own = aligned.concept_acts(x)[torch.arange(len(y)), labels]
     assert (own > 0).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("n_concepts", [CE_FROM_CONCEPTS - 1, CE_FROM_CONCEPTS])
+def test_auto_binding_is_mse_onehot_below_the_threshold_and_ce_from_it(n_concepts):
+    """The default "auto" trains exactly as the loss it names for this many concepts, and records that loss."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n_concepts).repeat(2)
+    x = (torch.randn(n_concepts, 32, generator=g) * 3)[y] + 0.1 * torch.randn(len(y), 32, generator=g)
+    onto = _onto(y, tuple(f"c{i}" for i in range(n_concepts)))
+    expected = "ce" if n_concepts >= CE_FROM_CONCEPTS else "mse_onehot"
+    assert AlignConfig().binding == "auto" and binding_for("auto", n_concepts) == expected
+    runs = {}
+    for binding in ("auto", expected, {"ce": "mse_onehot", "mse_onehot": "ce"}[expected]):
+        config = AlignConfig(steps=3, batch_size=64, patience=None, binding=binding, runtime=QUIET)
+        torch.manual_seed(0)
+        runs[binding] = align(_random_sae(), onto, activations=x, config=config)
+    assert runs["auto"].cfg.align_config["binding_used"] == expected
+    assert runs["auto"].cfg.align_config["binding"] == "auto"
+    torch.testing.assert_close(runs["auto"].W_enc, runs[expected].W_enc, rtol=0, atol=0)
+    other = next(b for b in runs if b not in ("auto", expected))
+    assert not torch.equal(runs["auto"].W_enc, runs[other].W_enc)  # the loss does change the weights
