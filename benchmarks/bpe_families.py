@@ -121,6 +121,19 @@ def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm
     return out
 
 
+def by_prefix(metrics: dict) -> dict[str, float]:
+    """Top-1 accuracy of each concept-name prefix's rows ("rel:", "person:", …; the mixed ontology's families)."""
+    hits: dict[str, float] = {}
+    rows: dict[str, int] = {}
+    for name, m in metrics["per_concept"].items():
+        if not m["n"]:
+            continue
+        prefix = name.split(":", 1)[0] if ":" in name else ""
+        hits[prefix] = hits.get(prefix, 0.0) + m["accuracy"] * m["n"]
+        rows[prefix] = rows.get(prefix, 0) + m["n"]
+    return {p: hits[p] / rows[p] for p in sorted(rows) if rows[p]}
+
+
 def run(args, model, world, label: str, kw: dict) -> dict:
     t0 = time.perf_counter()
     phase: dict[str, float] = {}
@@ -180,7 +193,10 @@ def run(args, model, world, label: str, kw: dict) -> dict:
         "n_concepts": len(names),
         "n_train": len(train),
         "n_heldout": len(held),
-        "binding": {r: {k: m[k] for k in ("accuracy", "top5_accuracy", "n_silent")} for r, m in readers.items()},
+        "binding": {
+            r: {k: m[k] for k in ("accuracy", "top5_accuracy", "n_silent")} | {"by_family": by_prefix(m)}
+            for r, m in readers.items()
+        },
         **fid,
         "swaps": swaps,
         "seconds": phase,
@@ -230,6 +246,14 @@ def main() -> None:
                 f"| {label} | {r['n_concepts']} | {reader} | {b['accuracy']:.3f} | {b['top5_accuracy']:.3f} "
                 f"| {b['n_silent']} |"
             )
+    for label, r in results["rows"].items():
+        families = sorted({f for b in r["binding"].values() for f in b["by_family"] if f})
+        if families:
+            print(f"\n{label}, top-1 by family (global argmax over all slots):")
+            print("| reader | " + " | ".join(families) + " |")
+            print("|---" * (len(families) + 1) + "|")
+            for reader, b in r["binding"].items():
+                print(f"| {reader} | " + " | ".join(f"{b['by_family'].get(f, 0):.3f}" for f in families) + " |")
     print("\n| ontology | EV Stage 1 | EV aligned | clean exact | spliced Stage 1 | spliced aligned | n | s |")
     print("|---|---|---|---|---|---|---|---|")
     for label, r in results["rows"].items():
