@@ -5,12 +5,13 @@ Usage: python benchmarks/bench_concepts.py [--slots 20 1000 5000 20000] [--free 
 
 Each slot count runs in a fresh subprocess: a random StandardSAE with `--free` latents (or `--d-sae` minus the
 slots, so the width, and with it the encoder and decoder cost, is the same at every count), an ontology of
-that many concepts with 2 labelled rows per concept (at least 4,096), rows drawn around one centre per concept, default
-`AlignConfig` (LDA slot init, decorrelation on) but "mse_onehot" binding at every count ("auto" would switch). Times `Stage2Trainer.step` on full
-batches of `--batch` labelled rows: CPU time (`time.process_time`, all threads) per step over `--steps` steps
-after 2 warm-up steps. Memory: the peak resident set during the timed steps above the resident set before
-them (Linux VmHWM after resetting it through /proc/self/clear_refs). Also prints the setup time (slot init
-included) and the mean number of slots active per labelled row. Ratios are to the first slot count.
+that many concepts with 2 labelled rows per concept (at least `--batch` × (`--steps` + 2), so every step takes a
+full batch), rows drawn around one centre per concept, default `AlignConfig` (LDA slot init, decorrelation on) but
+"mse_onehot" binding at every count ("auto" would switch). Times `Stage2Trainer.step` on full batches of `--batch`
+labelled rows: CPU time (`time.process_time`, all threads) per step over `--steps` steps after 2 warm-up steps.
+Memory: the peak resident set during the timed steps above the resident set before them (Linux VmHWM after
+resetting it through /proc/self/clear_refs). Also prints the setup time (slot init included) and the mean number
+of slots active per labelled row. Ratios are to the first slot count.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def measure(n_slots: int, free: int, d_sae: int | None, d_in: int, batch: int, s
 
     torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
-    n = max(4096, 2 * n_slots)
+    n = max(batch * (steps + 2), 2 * n_slots)  # every warm-up and timed step a full batch
     names = [f"c{i}" for i in range(n_slots)]
     labels = torch.arange(n) % n_slots
     onto = Ontology.from_records([dict(prompt=f"p{i}", concept=names[c]) for i, c in enumerate(labels.tolist())], names)
