@@ -4,6 +4,7 @@ One call trains one setting (`train_two_hop_model`, implicit format, compact phr
 into `--out`; `--table DIR ...` prints the plateau table of finished or running settings from their train logs.
 
     python benchmarks/grokking_search.py --out runs/search/phi3_wd1 --n-train 6000 --weight-decay 1.0 --steps 10000
+    python benchmarks/grokking_search.py --out runs/search/phi9_init4 --n-train 18000 --init-scale 4 --steps 10000
     python benchmarks/grokking_search.py --table runs/search/*
 
 Plateau per setting as `align_lens.worlds.grokking.plateau` measures it (fit: train ≥ 0.99; rise: held-out > 0.2;
@@ -23,9 +24,9 @@ from align_lens.worlds.two_hop_model import LOG_FILE, train_two_hop_model
 
 def table(folders: list[str]) -> str:
     lines = [
-        "| setting | φ | wd | lr | d_model | steps run | fit (train ≥ .99) | rise (held-out > .2) "
+        "| setting | φ | wd | lr | d_model | init scale | steps run | fit (train ≥ .99) | rise (held-out > .2) "
         "| plateau / fit | grok (held-out ≥ .9) | final train / held-out / OOD |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for folder in folders:
         path = Path(folder)
@@ -36,7 +37,7 @@ def table(folders: list[str]) -> str:
         p, last = plateau(*([r[k] for r in rows] for k in ("step", "train", "heldout"))), rows[-1]
         ratio = "–" if p["ratio"] is None else f"{p['ratio']:.1f}"
         lines.append(
-            f"| {path.name} | {s['n_train'] / 2000:.1f} | {s['weight_decay']} | {s['lr']} | {s['d_model']} "
+            f"| {path.name} | {s['n_train'] / 2000:.1f} | {s['weight_decay']} | {s['lr']} | {s['d_model']} | {s.get('init_scale', 1.0)} "
             f"| {last['step']} / {s['steps']} | {p['fit']} | {p['rise']} | {ratio} | {p['grok']} "
             f"| {last['train']:.3f} / {last['heldout']:.3f} / {last['ood']:.3f} |"
         )
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=4)
+    ap.add_argument("--init-scale", type=float, default=1.0, help="weight matrices × this at init (Omnigrok)")
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
@@ -62,7 +64,10 @@ def main() -> None:
     if not args.out:
         ap.error("--out is required unless --table is given")
     world = make_two_hop_world(n_heldout=2000, phrasing="compact", n_train=args.n_train)
-    settings = {k: getattr(args, k) for k in ("n_train", "weight_decay", "lr", "d_model", "n_layers", "steps", "seed")}
+    settings = {
+        k: getattr(args, k)
+        for k in ("n_train", "weight_decay", "lr", "d_model", "n_layers", "init_scale", "steps", "seed")
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "search.json").write_text(json.dumps(settings))
     train_two_hop_model(
@@ -75,6 +80,7 @@ def main() -> None:
         steps=args.steps,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        init_scale=args.init_scale,
         seed=args.seed,
         threads=1,
         checkpoint_every=args.eval_every,

@@ -147,6 +147,7 @@ def train_two_hop_model(
     weight_decay: float = 0.1,
     batch_size: int = 256,
     atomic_share: float = 0.3,
+    init_scale: float = 1.0,
     seed: int = 0,
     device: str = "cpu",
     threads: int = 1,
@@ -165,9 +166,10 @@ def train_two_hop_model(
     weights, optimizer, batch-sampler and torch RNG states, and the log rows so far.
 
     `resume=True` continues from the newest step_XXXXXX.pt: the same final weights and log rows as an uninterrupted
-    run (bit-identical on the same device and `threads`; `wall_s` counts on). A checkpoint written for other
-    settings (world, format, model size, steps, lr, warmup, weight decay, batch, atomic share, seed, eval_every,
-    eval_n) is refused with a ValueError naming them, before anything in `out_dir` is written. Starting afresh
+    run (bit-identical on the same device and `threads`; `wall_s` counts on). `init_scale` multiplies every weight
+    matrix (embeddings included; not biases or LayerNorm) at initialisation, Omnigrok's lever for a memorise-first
+    regime. A checkpoint written for other settings (world, format, model size, steps, lr, warmup, weight decay,
+    batch, atomic share, init scale, seed, eval_every, eval_n) is refused with a ValueError naming them, before anything in `out_dir` is written. Starting afresh
     (`resume=False`, or no resumable checkpoint) replaces the folder's log and checkpoints. `threads` applies to this
     call only.
     """
@@ -182,6 +184,7 @@ def train_two_hop_model(
         settings |= {"n_layers": n_layers, "d_model": d_model, "n_heads": n_heads, "d_mlp": d_mlp}
         settings |= {"weight_decay": weight_decay, "batch_size": batch_size, "atomic_share": atomic_share}
         settings |= {"eval_every": eval_every, "eval_n": eval_n}
+        settings |= {"init_scale": init_scale} if init_scale != 1.0 else {}  # earlier checkpoints stay resumable
         settings = checkpoint.fingerprint(settings, world=world.params())
         state = _resume_state(ckpt_dir, settings) if resume else None  # refuses other settings before any write
         out.mkdir(parents=True, exist_ok=True)
@@ -202,6 +205,10 @@ def train_two_hop_model(
             normalization_type="LN",
         )
         model = init_model(cfg, tokenizer, seed, device)
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.dim() >= 2:
+                    param.mul_(init_scale)
         save_transformer(model, out)  # config + tokenizer now, so checkpoints load while training runs
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
         gen = torch.Generator().manual_seed(seed)
@@ -258,7 +265,13 @@ def train_two_hop_model(
         model.eval()
         save_transformer(model, out)
         meta = {"format": fmt, "seed": seed, "steps": steps, "lr": lr, "weight_decay": weight_decay}
-        meta |= {"batch_size": batch_size, "atomic_share": atomic_share, "final": log[-1], "world": world.summary()}
+        meta |= {
+            "batch_size": batch_size,
+            "atomic_share": atomic_share,
+            "init_scale": init_scale,
+            "final": log[-1],
+            "world": world.summary(),
+        }
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
         return model
     finally:

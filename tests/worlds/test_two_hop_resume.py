@@ -114,3 +114,14 @@ def test_resume_false_starts_over(world, uninterrupted, tmp_path, monkeypatch):
     assert rows(tmp_path) == rows(out)
     assert checkpoint_steps(tmp_path) == [0, 5, 10, 12]
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.pt")) == ["step_000010.pt", "step_000012.pt"]
+
+
+def test_init_scale_multiplies_the_weight_matrices_at_step_0_and_is_part_of_the_fingerprint(world, tmp_path):
+    short = TINY | {"steps": 2, "eval_every": 0, "checkpoint_every": 5}
+    train_two_hop_model(world, tmp_path / "plain", "implicit", **short)
+    train_two_hop_model(world, tmp_path / "scaled", "implicit", **short | {"init_scale": 3.0})
+    plain, scaled = load_checkpoint(tmp_path / "plain", 0), load_checkpoint(tmp_path / "scaled", 0)
+    for (name, x), y in zip(plain.named_parameters(), scaled.parameters()):
+        assert torch.allclose(y, 3 * x) if x.dim() >= 2 else torch.equal(x, y), name  # LayerNorm and biases kept
+    with pytest.raises(ValueError, match=r"settings.init_scale \(checkpoint: 3.0, now: 2.0\)"):
+        train_two_hop_model(world, tmp_path / "scaled", "implicit", **short | {"init_scale": 2.0})
