@@ -3,7 +3,7 @@ probe and floors.
 
 Usage: python benchmarks/bpe_families.py --model DIR --family relations|entities|values|syntax|mixed
        [--n-people N] [--hook blocks.1.hook_resid_mid] [--out runs/bpe_families] [--d-sae 4096] [--binding ce|mse_onehot]
-       [--swap-val 40] [--swap-test 300] [--quick]
+       [--swap-val 40] [--swap-test 300] [--methods aligned,diffmean,random,das] [--das-steps 150] [--quick]
 
 The family's ontology (`align_lens.worlds.bio_bpe_families`) is written as user-style JSONL and read back with
 `Ontology.from_jsonl`. Stage 1 (`pretrain_sae`, `--d-sae` latents) on every token of biographies plus the training
@@ -19,8 +19,9 @@ and succeeds when the whole greedy answer is B's answer to that question (`entit
 (`value_swap_trials`). The held-out-phrasing questions are split by the person asked: `--val-people` people give
 `--swap-val` validation trials, on which `choose_swap` picks (last token or span edit, α), the rest give
 `--swap-test` test trials (one random target per base prompt), reported with Wilson intervals; for aligned slots
-(delta edit), DiffMean and random directions of the DiffMean norms (floor). Prints markdown tables and writes
-results.json under --out.
+(delta edit), DiffMean, DAS (one shared rank-8 subspace trained by interchange on a sample of `--das-pairs` swap
+pairs of the training prompts, `das_view`; `--das-steps` steps) and random directions of the DiffMean norms
+(floor); `--methods` picks among them. Prints markdown tables and writes results.json under --out.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bpe_protocol import sae_configs, stride
 from align_lens.activations.gather import gather_activations, gather_token_activations
 from align_lens.adapter import load_transformer
 from align_lens.analysis.baselines import diffmean_binding, diffmean_directions, linear_probe
+from align_lens.analysis.das import DASConfig, train_das
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.evals.selection import Candidate, choose_swap
@@ -46,7 +48,14 @@ from align_lens.interventions.trials import SwapTrial
 from align_lens.ontology import Example, Ontology
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
-from align_lens.worlds.bio_bpe_families import FAMILIES, entity_swap_trials, family, value_swap_trials, write_family
+from align_lens.worlds.bio_bpe_families import (
+    FAMILIES,
+    das_view,
+    entity_swap_trials,
+    family,
+    value_swap_trials,
+    write_family,
+)
 from align_lens.worlds.bpe_model import load_bpe_world
 
 
@@ -96,19 +105,24 @@ def swap_trials(args, world, held: list[Example], names: list[str], kind: str, p
     return out
 
 
-def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm) -> dict:
-    """choose_swap for aligned slots (delta), DiffMean and random directions (floor) on the given trials."""
+def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm, das=None) -> dict:
+    """choose_swap for the `--methods` among aligned slots (delta), DiffMean, DAS (`das`: its editor, trained by
+    the caller) and random directions (floor) on the given trials."""
     names, hook = onto.names, args.hook
     gen = torch.Generator().manual_seed(args.seed)
     rand = torch.randn(dm["means"].shape, generator=gen)
     rand = rand / rand.norm(dim=-1, keepdim=True) * dm["means"].norm(dim=-1, keepdim=True)
     editors = {
-        "aligned slots": ("delta", slot_editor(aligned, "delta")),
-        "DiffMean": ("diffmean", DirectionEditor(dm["means"], names, hook)),
-        "random directions (floor)": ("random", DirectionEditor(rand, names, hook)),
+        "aligned slots": ("aligned", "delta", slot_editor(aligned, "delta")),
+        "DiffMean": ("diffmean", "diffmean", DirectionEditor(dm["means"], names, hook)),
+        "DAS rank 8": ("das", "das", das),
+        "random directions (floor)": ("random", "random", DirectionEditor(rand, names, hook)),
     }
+    wanted = args.methods.split(",")
     out = {}
-    for method, (label, ed) in editors.items():
+    for method, (key, label, ed) in editors.items():
+        if key not in wanted or ed is None:  # DAS is not trained for the name reading
+            continue
         cands = [Candidate(label, ed), Candidate(f"{label}, span", ed, span=True)]
         s = choose_swap(model, cands, trials["val"], trials["test"], onto, upper_bound=False)
         out[method] = {k: v for k, v in s.items() if k not in ("test", "misses")}
@@ -187,7 +201,14 @@ def run(args, model, world, label: str, kw: dict) -> dict:
             asked = family(world, "entities", **kw | {"read": "question"}).select("heldout")
         trials = swap_trials(args, world, asked, names, kind, prefix)
         print(f"  {label} {kind} swaps: {len(trials['val'])} val / {len(trials['test'])} test trials", flush=True)
-        swaps[kind] = swap_rows(args, model, onto, trials, aligned, dm)
+        das = None
+        if "das" in args.methods.split(",") and kind != "entity at the name":
+            view = das_view(train, kind, prefix)
+            row = {e.prompt: i for i, e in enumerate(train)}
+            cfg = DASConfig(steps=args.das_steps, max_pairs=args.das_pairs, seed=args.seed)
+            das, info = train_das(model, view, acts_train[[row[e.prompt] for e in view]], names, args.hook, cfg)
+            print(f"  DAS: {len(view)} training prompts, {info['seconds']:.0f} s", flush=True)
+        swaps[kind] = swap_rows(args, model, onto, trials, aligned, dm, das)
     lap("swaps")
     return {
         "n_concepts": len(names),
@@ -223,6 +244,9 @@ def main() -> None:
     ap.add_argument("--val-people", type=int, default=100, help="people whose questions validate the swap α")
     ap.add_argument("--swap-val", type=int, default=40, help="validation swap trials per kind")
     ap.add_argument("--swap-test", type=int, default=300, help="test swap trials per kind")
+    ap.add_argument("--methods", default="aligned,diffmean,random,das", help="swap methods, comma-separated")
+    ap.add_argument("--das-steps", type=int, default=150)
+    ap.add_argument("--das-pairs", type=int, default=20000, help="swap pairs DAS trains on (a seeded sample)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")
@@ -230,6 +254,10 @@ def main() -> None:
     if args.quick:
         args.bios, args.stage1_steps, args.epochs, args.d_sae = 60, 50, 1, 512
         args.task_items, args.val_people, args.swap_val, args.swap_test = 20, 10, 10, 20
+        args.das_steps, args.das_pairs = 5, 500
+    unknown = set(args.methods.split(",")) - {"aligned", "diffmean", "random", "das"}
+    if unknown:
+        ap.error(f"unknown --methods {sorted(unknown)}; choose from aligned, diffmean, random, das")
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     model, world = load_transformer(args.model), load_bpe_world(args.model)

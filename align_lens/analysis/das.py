@@ -38,6 +38,7 @@ class DASConfig:
     steps: int = 300
     batch_size: int = 64
     lr: float = 1e-2
+    max_pairs: int | None = None  # a seeded sample of this many swap pairs to train on (None: every pair)
     seed: int = 0
 
 
@@ -101,6 +102,8 @@ def train_das(
     pairs = swap_pairs(examples, names, lookup)
     if not pairs:
         raise ValueError("no swap pairs: DAS needs examples with entities, answers and at least two concepts")
+    if config.max_pairs is not None and len(pairs) > config.max_pairs:
+        pairs = rng.sample(pairs, config.max_pairs)
     by_concept: dict[int, list[int]] = {}
     for i, e in enumerate(examples):
         if e.concept in names:

@@ -202,11 +202,33 @@ def entity_swap_trials(
     every = phrasings()
 
     def gold(e: Example, target: str) -> str | None:
-        """B's answer to the relation asked by `e` (found by re-phrasing the question about its person)."""
-        rel = next((ph.relation for ph in every if e.entity and ph.prompt(e.entity) == e.prompt), None)
+        """B's answer to the relation asked by `e`."""
+        rel = relation_asked(e, every)
         return None if rel is None else " " + people[target.removeprefix(prefix)].attrs[rel]
 
     return reroute_trials(examples, dict.fromkeys(kept, kept), gold, per_item, seed, offset if at_name else None)
+
+
+def relation_asked(e: Example, every: list[Phrasing] | None = None) -> str | None:
+    """The relation a question about `e.entity` asks, found by re-phrasing it with each phrasing (None: no
+    phrasing gives this prompt)."""
+    every = phrasings() if every is None else every
+    return next((ph.relation for ph in every if e.entity and ph.prompt(e.entity) == e.prompt), None)
+
+
+def das_view(examples: list[Example], kind: str, prefix: str = "") -> list[Example]:
+    """The `prefix` examples as DAS's interchange training reads them (`swap_pairs`: the gold of A → B is the
+    answer of the example whose `entity` is the base's and whose concept is B). Entity swaps: `entity` becomes the
+    relation asked, so the gold is B's answer to it; value swaps: `entity` becomes the value's kind (city,
+    university, …), so the gold is B itself, of the same kind. Examples without an answer or relation are dropped."""
+    every, out = phrasings(), []
+    for e in examples:
+        if not e.concept.startswith(prefix) or e.answer is None:
+            continue
+        key = relation_asked(e, every) if kind == "entity" else e.concept.removeprefix(prefix).split(": ")[0]
+        if key is not None:
+            out.append(replace(e, entity=key))
+    return out
 
 
 def value_swap_trials(

@@ -59,3 +59,23 @@ def test_train_das_per_concept(trained):
     res = evaluate_swaps(model, editor, trained["heldout_sample"], alphas=(0.0, 1.0), lookup=ont, max_items=3)
     assert res.success["exact"][0] == 0.0
     assert res.success["exact"][1] > 0.3
+
+
+def test_max_pairs_trains_on_a_seeded_sample_of_the_swap_pairs(trained, monkeypatch):
+    import align_lens.analysis.das as das
+
+    seen = []
+
+    class Recording(das.CounterfactualBatch):
+        def __init__(self, model, prompts, golds):
+            seen.append(list(zip(prompts, golds)))
+            super().__init__(model, prompts, golds)
+
+    monkeypatch.setattr(das, "CounterfactualBatch", Recording)
+    model, ont, hook = trained["model"], trained["ontology"], trained["hook"]
+    train = ont.select("train")
+    for seed in (0, 0, 1):
+        train_das(model, train, trained["train_acts"], ont.names, hook, DASConfig(steps=1, max_pairs=7, seed=seed))
+    train_das(model, train, trained["train_acts"], ont.names, hook, DASConfig(steps=1))
+    assert [len(s) for s in seen[:3]] == [7, 7, 7] and len(seen[3]) > 7
+    assert seen[0] == seen[1] != seen[2] and set(seen[0]) <= set(seen[3])

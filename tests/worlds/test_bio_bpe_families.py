@@ -116,3 +116,27 @@ def test_entity_swaps_at_the_name_edit_its_last_piece(world):
         ids = tok(t.prompt)["input_ids"]
         assert ids[: len(ids) + t.offset] == tok(t.prompt[: t.prompt.index(t.entity) + len(t.entity)])["input_ids"]
         assert ids[len(ids) + t.offset - 1] == tok(" " + t.entity, add_special_tokens=False)["input_ids"][-1]
+
+
+def test_das_view_keys_each_swap_pair_to_the_swaps_gold(world, tmp_path):
+    from align_lens.interventions.trials import answer_lookup
+    from align_lens.training.interchange import swap_pairs
+
+    people = {p.name: p for p in world.people}
+    onto = families.entities(world, n_people=20)
+    train = onto.select("train")
+    view = families.das_view(train, "entity")
+    assert len(view) == len(train) and all(e.entity == e.template.split("/")[0] for e in view)  # the relation
+    pairs = swap_pairs(view, onto.names, answer_lookup(view))
+    assert pairs
+    for i, _, b, gold in pairs:
+        assert gold == " " + people[onto.names[b]].attrs[view[i].entity]  # B's answer to the relation asked
+    with pytest.warns(UserWarning, match="imbalanced"):
+        sizes = {"n_relation_people": 20, "n_entities": 60, "syntax_bios": (20, 10)}
+        mixed = Ontology.from_jsonl(families.write_family(world, "mixed", tmp_path / "mixed.jsonl", **sizes))
+    values = families.das_view(mixed.select("train"), "value", prefix="value:")
+    assert values and all(e.concept.startswith("value:") for e in values)
+    for i, a, b, gold in swap_pairs(values, mixed.names, answer_lookup(values)):
+        source, target = mixed.names[a], mixed.names[b]
+        assert source.split(": ")[0] == target.split(": ")[0]  # same kind
+        assert gold == " " + target.split(": ", 1)[1]
