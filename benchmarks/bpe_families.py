@@ -105,6 +105,9 @@ def swap_trials(args, world, held: list[Example], names: list[str], kind: str, p
     return out
 
 
+METHODS = ("aligned", "diffmean", "random", "das")
+
+
 def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm, das=None) -> dict:
     """choose_swap for the `--methods` among aligned slots (delta), DiffMean, DAS (`das`: its editor, trained by
     the caller) and random directions (floor) on the given trials."""
@@ -118,10 +121,9 @@ def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm
         "DAS rank 8": ("das", "das", das),
         "random directions (floor)": ("random", "random", DirectionEditor(rand, names, hook)),
     }
-    wanted = args.methods.split(",")
     out = {}
     for method, (key, label, ed) in editors.items():
-        if key not in wanted or ed is None:  # DAS is not trained for the name reading
+        if key not in args.methods or ed is None:  # DAS is not trained for the name reading
             continue
         cands = [Candidate(label, ed), Candidate(f"{label}, span", ed, span=True)]
         s = choose_swap(model, cands, trials["val"], trials["test"], onto, upper_bound=False)
@@ -195,6 +197,7 @@ def run(args, model, world, label: str, kw: dict) -> dict:
     lap("binding + fidelity")
     print(f"  {label}: {json.dumps(fid)} {phase}", flush=True)
     swaps = {}
+    row = {e.prompt: i for i, e in enumerate(train)}  # a prompt's row of acts_train (an ontology's prompts are unique)
     for kind, prefix in swap_kinds(args.family, kw):
         asked = held
         if kind == "entity at the name":  # the name reading's prompts end at the name: edit there in whole questions
@@ -202,9 +205,8 @@ def run(args, model, world, label: str, kw: dict) -> dict:
         trials = swap_trials(args, world, asked, names, kind, prefix)
         print(f"  {label} {kind} swaps: {len(trials['val'])} val / {len(trials['test'])} test trials", flush=True)
         das = None
-        if "das" in args.methods.split(",") and kind != "entity at the name":
+        if "das" in args.methods and kind != "entity at the name":
             view = das_view(train, kind, prefix)
-            row = {e.prompt: i for i, e in enumerate(train)}
             cfg = DASConfig(steps=args.das_steps, max_pairs=args.das_pairs, seed=args.seed)
             das, info = train_das(model, view, acts_train[[row[e.prompt] for e in view]], names, args.hook, cfg)
             print(f"  DAS: {len(view)} training prompts, {info['seconds']:.0f} s", flush=True)
@@ -244,7 +246,7 @@ def main() -> None:
     ap.add_argument("--val-people", type=int, default=100, help="people whose questions validate the swap α")
     ap.add_argument("--swap-val", type=int, default=40, help="validation swap trials per kind")
     ap.add_argument("--swap-test", type=int, default=300, help="test swap trials per kind")
-    ap.add_argument("--methods", default="aligned,diffmean,random,das", help="swap methods, comma-separated")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"swap methods, comma-separated from {METHODS}")
     ap.add_argument("--das-steps", type=int, default=150)
     ap.add_argument("--das-pairs", type=int, default=20000, help="swap pairs DAS trains on (a seeded sample)")
     ap.add_argument("--threads", type=int, default=1)
@@ -255,9 +257,10 @@ def main() -> None:
         args.bios, args.stage1_steps, args.epochs, args.d_sae = 60, 50, 1, 512
         args.task_items, args.val_people, args.swap_val, args.swap_test = 20, 10, 10, 20
         args.das_steps, args.das_pairs = 5, 500
-    unknown = set(args.methods.split(",")) - {"aligned", "diffmean", "random", "das"}
+    args.methods = args.methods.split(",")
+    unknown = set(args.methods) - set(METHODS)
     if unknown:
-        ap.error(f"unknown --methods {sorted(unknown)}; choose from aligned, diffmean, random, das")
+        ap.error(f"unknown --methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     model, world = load_transformer(args.model), load_bpe_world(args.model)

@@ -169,9 +169,9 @@ def train_two_hop_model(
     run (bit-identical on the same device and `threads`; `wall_s` counts on). `init_scale` multiplies every weight
     matrix (embeddings included; not biases or LayerNorm) at initialisation, Omnigrok's lever for a memorise-first
     regime. A checkpoint written for other settings (world, format, model size, steps, lr, warmup, weight decay,
-    batch, atomic share, init scale, seed, eval_every, eval_n) is refused with a ValueError naming them, before anything in `out_dir` is written. Starting afresh
-    (`resume=False`, or no resumable checkpoint) replaces the folder's log and checkpoints. `threads` applies to this
-    call only.
+    batch, atomic share, init scale, seed, eval_every, eval_n) is refused with a ValueError naming them, before
+    anything in `out_dir` is written. Starting afresh (`resume=False`, or no resumable checkpoint) replaces the
+    folder's log and checkpoints. `threads` applies to this call only.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
