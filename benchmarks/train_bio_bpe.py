@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--d-model", type=int, default=256)
     ap.add_argument("--qa-per-relation", type=int, default=1, help="training questions per person and relation")
+    ap.add_argument("--extra-wordings", type=int, default=0, help="training question wordings beyond the five (0–7)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
@@ -37,7 +38,12 @@ def main() -> None:
     ap.add_argument("--checkpoint-every", type=int, default=200)
     args = ap.parse_args()
     train_bpe_model(
-        BpeBioWorld(n_people=args.n_people, seed=args.seed, qa_per_relation=args.qa_per_relation),
+        BpeBioWorld(
+            n_people=args.n_people,
+            seed=args.seed,
+            qa_per_relation=args.qa_per_relation,
+            extra_wordings=args.extra_wordings,
+        ),
         args.out,
         n_layers=args.layers,
         d_model=args.d_model,

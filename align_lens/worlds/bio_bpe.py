@@ -4,7 +4,8 @@ People have invented names of 2–5 BPE pieces and six relations whose values ar
 universities, companies, majors, dates), written with a leading space as GPT-2 reads them. Biographies are one
 sentence per relation, a random paraphrase each, in random order, drawn fresh every epoch. Questions are a
 relation-specific wording ("core") inside a prompt format: cores 0–4 × every format are the 20 training phrasings
-per relation, cores 5–6 the 8 held-out ones, core 7 is in no split (a final check on wording never used).
+per relation, cores 5–6 the 8 held-out ones, core 7 is in no split (a final check on wording never used); a world
+with `extra_wordings=k` also trains on cores 8 … 7 + k (up to 12 training wordings, 48 phrasings per relation).
 People are split too: the biographies of every person are trained on, the questions only of the "train" people;
 "heldout" people are asked only at evaluation (knowledge seen in biographies, never in questions).
 """
@@ -24,6 +25,7 @@ from align_lens.worlds.params import SavedParams
 
 PHRASING_SPLITS = ("train", "heldout", "unseen")  # "unseen": the cores kept in no split
 TRAIN_CORES, HELDOUT_CORES, UNSEEN_CORES = range(0, 5), range(5, 7), range(7, 8)
+EXTRA_CORES = range(8, 15)  # more training wordings, used by a world with `extra_wordings` > 0
 
 FORMATS = ("Q: {q}\nA:", "Question: {q}\nAnswer:", "{q} Answer:", "Q: {q} A:")
 
@@ -37,6 +39,13 @@ QUESTION_CORES = {
         "Which day was {n} born on?",
         "What date of birth does {n} have?",
         "{n} was born on which date?",
+        "What was the date of {n}'s birth?",
+        "When did {n} come into the world?",
+        "When does {n} celebrate a birthday?",
+        "What is the exact date {n} was born?",
+        "Tell me the birth date of {n}.",
+        "What birth date is listed for {n}?",
+        "What is the day, month and year of {n}'s birth?",
     ),
     "BIRTH_CITY": (
         "Where was {n} born?",
@@ -47,6 +56,13 @@ QUESTION_CORES = {
         "Where is {n} originally from?",
         "What city was {n} born in?",
         "{n} was born in which city?",
+        "What is the city of {n}'s birth?",
+        "Where did {n} grow up?",
+        "In what place was {n} born?",
+        "Which city is the hometown of {n}?",
+        "Where does {n} come from?",
+        "What is {n}'s city of birth?",
+        "Tell me the birthplace of {n}.",
     ),
     "UNIVERSITY": (
         "Where did {n} study?",
@@ -57,6 +73,13 @@ QUESTION_CORES = {
         "Which college did {n} go to?",
         "What university did {n} study at?",
         "{n} graduated from which university?",
+        "Which university gave {n} a degree?",
+        "What university is {n} a graduate of?",
+        "At which school did {n} study?",
+        "Which school did {n} attend?",
+        "What university did {n} enroll at?",
+        "Tell me the university {n} attended.",
+        "Where did {n} receive a degree?",
     ),
     "MAJOR": (
         "What did {n} study?",
@@ -67,6 +90,13 @@ QUESTION_CORES = {
         "What did {n} major in?",
         "Which subject did {n} study?",
         "{n} has a degree in which field?",
+        "What was {n}'s field of study?",
+        "In which subject does {n} hold a degree?",
+        "What did {n} specialize in?",
+        "Which major did {n} choose?",
+        "What discipline did {n} study?",
+        "What was the subject of {n}'s degree?",
+        "Tell me the major of {n}.",
     ),
     "EMPLOYER": (
         "Where does {n} work?",
@@ -77,6 +107,13 @@ QUESTION_CORES = {
         "Who does {n} work for?",
         "Which employer does {n} have?",
         "{n} is employed by which company?",
+        "What firm employs {n}?",
+        "At which company does {n} work?",
+        "Which company does {n} have a job at?",
+        "Who employs {n}?",
+        "What is the name of {n}'s employer?",
+        "What company is {n} employed at?",
+        "Tell me the employer of {n}.",
     ),
     "WORK_CITY": (
         "In which city does {n} work?",
@@ -87,6 +124,13 @@ QUESTION_CORES = {
         "What city does {n} work in?",
         "Where is the office of {n} located?",
         "{n} works in which city?",
+        "Which city is {n}'s office in?",
+        "In what city does {n} have an office?",
+        "Where does {n} go to work every morning?",
+        "What city is {n} employed in?",
+        "In which town is {n}'s workplace?",
+        "Where is {n}'s workplace?",
+        "What is the city where {n} works?",
     ),
 }
 
@@ -255,12 +299,15 @@ def write_jsonl(ontology: Ontology, path: str | Path) -> Path:
     return path
 
 
-def phrasings() -> list[Phrasing]:
-    """Every question phrasing of every relation (8 cores × 4 formats)."""
+def phrasings(extra_wordings: int = 0) -> list[Phrasing]:
+    """Every question phrasing of every relation: cores 0–7 and the first `extra_wordings` extra training cores,
+    × 4 formats."""
+    if not 0 <= extra_wordings <= len(EXTRA_CORES):
+        raise ValueError(f"extra_wordings must be in 0..{len(EXTRA_CORES)}, got {extra_wordings}")
     out = []
     for rel in RELATIONS:
-        for core in range(len(QUESTION_CORES[rel])):
-            split = "train" if core in TRAIN_CORES else "heldout" if core in HELDOUT_CORES else "unseen"
+        for core in range(EXTRA_CORES.start + extra_wordings):
+            split = "heldout" if core in HELDOUT_CORES else "unseen" if core in UNSEEN_CORES else "train"
             out.extend(Phrasing(rel, core, f, split) for f in range(len(FORMATS)))
     return out
 
@@ -280,6 +327,7 @@ class BpeBioWorld(SavedParams):
     max_day: int = 28
     name_pool: int = 80  # first- and last-name pool size
     qa_per_relation: int = 1  # training questions per train person and relation in one epoch
+    extra_wordings: int = 0  # training question wordings beyond the five (`EXTRA_CORES`), 0–7
     people: list[Person] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -287,6 +335,7 @@ class BpeBioWorld(SavedParams):
         self.years = (int(first), int(last))
         if not 0 < self.heldout_people < 1:
             raise ValueError(f"heldout_people is a fraction in (0, 1), got {self.heldout_people}")
+        phrasings(self.extra_wordings)  # checks the range
         if not 2 <= self.n_majors <= len(MAJORS):
             raise ValueError(f"n_majors must be in 2..{len(MAJORS)}, got {self.n_majors}")
         tok = load_gpt2_tokenizer()
@@ -329,6 +378,10 @@ class BpeBioWorld(SavedParams):
             self.people.append(Person(f"P{i:04d}", name, split, attrs))
 
     # ---- text ----------------------------------------------------------------------------
+    def phrasings(self) -> list[Phrasing]:
+        """This world's question phrasings (`phrasings(self.extra_wordings)`)."""
+        return phrasings(self.extra_wordings)
+
     def people_of(self, split: str) -> list[Person]:
         """The "train" people (questions trained on) or the "heldout" people (biographies only)."""
         if split not in ("train", "heldout"):
@@ -355,7 +408,7 @@ class BpeBioWorld(SavedParams):
         """One epoch: a fresh biography of every person, and `qa_per_relation` training questions per relation of
         every train person, each `<prompt> <answer><|endoftext|>` with the loss on the answer and the stop."""
         rng = random.Random(f"{self.seed}/{epoch_seed}")
-        train = [p for p in phrasings() if p.split == "train"]
+        train = [p for p in self.phrasings() if p.split == "train"]
         by_rel = {r: [p for p in train if p.relation == r] for r in RELATIONS}
         docs = []
         for person in self.people:
@@ -375,7 +428,7 @@ class BpeBioWorld(SavedParams):
         """
         sentences = [s.format(n="Alice", v="Paris") for ss in BIO_SENTENCES.values() for s in ss]
         texts = sentences + [" " + s for s in sentences]  # first sentence of a biography, or a later one
-        texts += [f.format(q=c.format(n="Alice")) for cs in QUESTION_CORES.values() for c in cs for f in FORMATS]
+        texts += [p.prompt("Alice") for p in self.phrasings()]
         texts += [t for p in self.people for t in (p.name, " " + p.name, *(" " + v for v in p.attrs.values()))]
         ids = tokenizer(texts + [ENDOFTEXT, " "], add_special_tokens=False)["input_ids"]
         return sorted({i for row in ids for i in row} | {tokenizer.bos_token_id})
@@ -395,7 +448,7 @@ class BpeBioWorld(SavedParams):
         people_split, phrasing_split = groups[heldout]
         train_people = self.people_of("train")[:n_people]
         test_people = self.people_of(people_split)[:n_people]
-        all_ph = phrasings()
+        all_ph = self.phrasings()
         examples = [self._example(p, ph, "train") for ph in all_ph if ph.split == "train" for p in train_people]
         examples += [
             self._example(p, ph, "heldout") for ph in all_ph if ph.split == phrasing_split for p in test_people

@@ -27,7 +27,7 @@ from pathlib import Path
 from align_lens.interventions.trials import SwapTrial, reroute_trials
 from align_lens.ontology import SPLITS, Concept, Example, Ontology
 from align_lens.worlds.bio import RELATIONS
-from align_lens.worlds.bio_bpe import BpeBioWorld, Person, Phrasing, phrasings, write_jsonl
+from align_lens.worlds.bio_bpe import EXTRA_CORES, BpeBioWorld, Person, Phrasing, phrasings, write_jsonl
 from align_lens.worlds.gpt2_tokenizer import load_gpt2_tokenizer
 
 FAMILIES = ("relations", "entities", "values", "syntax", "mixed")
@@ -41,8 +41,8 @@ VALUE_KINDS = {
 TOKEN_CLASSES = {"n": "name", "v": "value"}  # anything else is "other"
 
 
-def _by_split(split: str) -> list[Phrasing]:
-    return [p for p in phrasings() if p.split == split]
+def _by_split(world: BpeBioWorld, split: str) -> list[Phrasing]:
+    return [p for p in world.phrasings() if p.split == split]
 
 
 def relations(world: BpeBioWorld, n_people: int | None = None) -> Ontology:
@@ -72,7 +72,7 @@ def entities(
         raise ValueError(f"read is 'question' or 'name', got {read!r}")
     people = world.people_of("train")[:n_people] if people is None else people
     rng = random.Random(f"{seed}/entities")
-    train, held = _by_split("train"), _by_split("heldout")
+    train, held = _by_split(world, "train"), _by_split(world, "heldout")
     examples: list[Example] = []
     for p in people:
         mine = [_question(p, ph, "train", p.name, read) for ph in rng.sample(train, train_per_person)]
@@ -100,7 +100,7 @@ def values(
         for rel, kind in VALUE_KINDS.items():
             holders.setdefault(f"{kind}: {p.attrs[rel]}", []).append((p, rel))
     rng = random.Random(f"{seed}/values")
-    split_phrasings = {s: {r: [p for p in _by_split(s) if p.relation == r] for r in RELATIONS} for s in SPLITS}
+    split_phrasings = {s: {r: [p for p in _by_split(world, s) if p.relation == r] for r in RELATIONS} for s in SPLITS}
     examples = []
     for name, held in holders.items():
         for split, k in (("train", train_per_value), ("heldout", heldout_per_value)):
@@ -199,7 +199,7 @@ def entity_swap_trials(
 
     people = {p.name: p for p in world.people}
     kept = [n for n in names if n.startswith(prefix)]
-    every = phrasings()
+    every = phrasings(len(EXTRA_CORES))
 
     def gold(e: Example, target: str) -> str | None:
         """B's answer to the relation asked by `e`."""
@@ -212,7 +212,7 @@ def entity_swap_trials(
 def relation_asked(e: Example, every: list[Phrasing] | None = None) -> str | None:
     """The relation a question about `e.entity` asks, found by re-phrasing it with each phrasing (None: no
     phrasing gives this prompt)."""
-    every = phrasings() if every is None else every
+    every = phrasings(len(EXTRA_CORES)) if every is None else every
     return next((ph.relation for ph in every if e.entity and ph.prompt(e.entity) == e.prompt), None)
 
 
@@ -221,7 +221,7 @@ def das_view(examples: list[Example], kind: str, prefix: str = "") -> list[Examp
     answer of the example whose `entity` is the base's and whose concept is B). Entity swaps: `entity` becomes the
     relation asked, so the gold is B's answer to it; value swaps: `entity` becomes the value's kind (city,
     university, …), so the gold is B itself, of the same kind. Examples without an answer or relation are dropped."""
-    every, out = phrasings(), []
+    every, out = phrasings(len(EXTRA_CORES)), []
     for e in examples:
         if not e.concept.startswith(prefix) or e.answer is None:
             continue

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from align_lens.worlds.bio import RELATIONS
-from align_lens.worlds.bio_bpe import BpeBioWorld, phrasings
+from align_lens.worlds.bio_bpe import EXTRA_CORES, BpeBioWorld, phrasings
 from align_lens.worlds.gpt2_tokenizer import load_gpt2_tokenizer
 
 
@@ -45,6 +45,29 @@ def test_phrasing_counts_and_disjoint_splits():
         texts.setdefault(p.split, set()).add(p.prompt("{name}"))
     assert not texts["train"] & texts["heldout"] and not texts["train"] & texts["unseen"]
     assert not texts["heldout"] & texts["unseen"]
+
+
+def test_extra_wordings_add_training_phrasings_only(tok, tmp_path):
+    counts = Counter((p.relation, p.split) for p in phrasings(len(EXTRA_CORES)))
+    for rel in RELATIONS:
+        assert (counts[rel, "train"], counts[rel, "heldout"], counts[rel, "unseen"]) == (48, 8, 4)
+    held = [p for p in phrasings() if p.split != "train"]
+    assert [p for p in phrasings(3) if p.split != "train"] == held  # the same held-out and no-split phrasings
+    texts = {}
+    for p in phrasings(len(EXTRA_CORES)):
+        texts.setdefault(p.split, set()).add(p.prompt("{name}"))
+    assert not texts["train"] & (texts["heldout"] | texts["unseen"])
+    sizes = dict(n_people=30, name_pool=10, n_cities=20, n_universities=15, n_employers=20)
+    plain, more = BpeBioWorld(**sizes), BpeBioWorld(**sizes, extra_wordings=7)
+    assert plain.people == more.people
+    asked = {d.text[: d.loss_from] for d in more.documents(0) if d.loss_from > 0}
+    extra = {p.prompt(x.name) for p in more.phrasings() if p.core in EXTRA_CORES for x in more.people_of("train")}
+    assert asked & extra and not asked & {p.prompt(x.name) for p in held for x in more.people}
+    assert set(plain.vocabulary_ids(tok)) < set(more.vocabulary_ids(tok))
+    more.save(tmp_path / "world.json")
+    assert BpeBioWorld.load(tmp_path / "world.json").phrasings() == more.phrasings()
+    with pytest.raises(ValueError, match="extra_wordings"):
+        BpeBioWorld(**sizes, extra_wordings=8)
 
 
 def test_heldout_people_are_in_biographies_but_never_in_questions(world):
