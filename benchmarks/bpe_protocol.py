@@ -1,7 +1,7 @@
 """Issue 19's numbers on the BPE biography world and its GPT-2-shaped model, through the user's path only.
 
 Usage: python benchmarks/bpe_protocol.py --model DIR [--hooks H1,H2 | --hooks all] [--out runs/bpe_protocol]
-       [--val-items 10] [--test-items 170] [--methods aligned,diffmean,...] [--span-only] [--quick]
+       [--val-items 10] [--test-items 170] [--methods aligned,diffmean,...] [--span-only] [--from-start] [--quick]
 
 The ontology is the world's user-style JSONL (`BpeBioWorld.write_ontology`: multi-token answers, names as entities,
 prompts of many lengths) read back with `Ontology.from_jsonl`; its people are split into train / validation / test
@@ -11,9 +11,9 @@ binding of aligned slots, DiffMean, a linear probe and the Stage-1 SAE's best la
 phrasings in no split) and on the held-out people (never asked in training); EV on the test people's tokens;
 spliced exact accuracy (SAE in place of the activation at the last prompt token); swaps whose (mode, α) is chosen
 on the validation people (`choose_swap`; each edit at the last prompt token or over it and every generated
-token, `span`) and reported on the test people with Wilson intervals, for aligned slots
-(delta, paper), DiffMean, DAS (rank 8), the Stage-1 best latents and, as the floor, random directions of the
-DiffMean directions' norms. Every answer is decoded greedily and scored exactly (every token, then a stop).
+token, `span`, or with --from-start over every position after BOS too) and reported on the test people with
+Wilson intervals, for aligned slots (delta, paper), DiffMean, DAS (rank 8), the Stage-1 best latents and, as the
+floor, random directions of the DiffMean directions' norms. Every answer is decoded greedily and scored exactly (every token, then a stop).
 Writes results.json (per hook) under --out and prints one markdown row per hook and method.
 """
 
@@ -142,10 +142,12 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
 
     # ---- swaps: (mode, α) chosen on validation people, reported on test people
     def both(label: str, editor) -> list[Candidate]:
-        """The edit over the last prompt token and every generated token (span) and, unless --span-only, the
-        edit at the last prompt token alone."""
-        span = [Candidate(f"{label}, span", editor, span=True)]
-        return span if args.span_only else [Candidate(label, editor), *span]
+        """The edit over the last prompt token and every generated token (span); unless --span-only, the edit at
+        the last prompt token alone; with --from-start, the edit over every position after BOS (the whole
+        question) and every generated token."""
+        out = [] if args.span_only else [Candidate(label, editor)]
+        out.append(Candidate(f"{label}, span", editor, span=True))
+        return out + [Candidate(f"{label}, from start", editor, span=True, start=1)] if args.from_start else out
 
     wanted = args.methods.split(",")
     methods = {}
@@ -224,6 +226,11 @@ def main() -> None:
         help=f"swap methods, comma-separated from {', '.join(METHODS)}",
     )
     ap.add_argument("--span-only", action="store_true", help="only the span edit (no last-token-only candidates)")
+    ap.add_argument(
+        "--from-start",
+        action="store_true",
+        help="also the edit over every position after BOS and every generated token (swap candidates)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")

@@ -61,6 +61,7 @@ class Candidate:
     editor: Editor
     alphas: Sequence[float] = ALPHAS
     span: bool = False  # edit the generated positions too (`swap_hooks(span=True)`)
+    start: int | None = None  # with span: edit from this absolute position on (`evaluate_swaps(start=)`)
 
 
 def choose_swap(
@@ -108,6 +109,7 @@ def choose_swap(
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             span=cand.span,
+            start=cand.start,
         )
         val[cand.label] = {"alphas": res.alphas, "exact": res.success["exact"], "trials": res.counts["n_trials"]}
         for a, s in zip(res.alphas, res.success["exact"]):
@@ -128,6 +130,7 @@ def choose_swap(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         span=chosen.span,
+        start=chosen.start,
     )
     i = res.alphas.index(float(alpha))
     ub_alpha, ub = res.best("exact") if upper_bound else (None, None)

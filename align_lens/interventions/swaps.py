@@ -212,6 +212,7 @@ def evaluate_swaps(
     trials: Sequence[SwapTrial | Mapping] | None = None,
     span: bool = False,
     offset: int = 0,
+    start: int | None = None,
 ) -> SwapResults:
     """Swap A → B on prompts of concept A and check for the same entity's B answer, at every α.
 
@@ -227,10 +228,14 @@ def evaluate_swaps(
     `span=True`: the edit also covers every generated position (`swap_hooks(span=True)`). `offset` (≤ 0) moves
     the edit back from the last prompt token, e.g. -2 edits the token two before it in every prompt (for concepts
     read earlier in prompts of one shape); each trial's own `SwapTrial.offset` adds to it (e.g. the edit at a name
-    inside questions of different lengths).
+    inside questions of different lengths). `start` (with `span=True`): the edit instead begins at that absolute
+    position of every prompt (1: the first token after BOS) and covers every later one, for a concept whose
+    information has moved from the last token to earlier positions by the hooked layer.
     """
     if isinstance(offset, bool) or not isinstance(offset, int) or offset > 0:
         raise ValueError(f"offset must be an int ≤ 0 (tokens back from the last prompt token), got {offset!r}")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0 or not span):
+        raise ValueError(f"start must be an int ≥ 0 given with span=True (edit from that position on), got {start!r}")
     ed = as_editor(aligned, mode, hook_name)
     if ed.hook_name is None:
         raise ValueError("no hook name: set the SAE's cfg.metadata.hook_name or pass hook_name=")
@@ -279,7 +284,7 @@ def evaluate_swaps(
     for alpha in alphas:
 
         def hooks(rows: Tensor, last: Tensor, alpha=float(alpha)) -> list:
-            at = last + offset + shift[rows].to(last.device)
+            at = last + offset + shift[rows].to(last.device) if start is None else torch.full_like(last, start)
             return swap_hooks(ed, src[rows], tgt[rows], alpha, position=at, prefill_only=False, span=span)
 
         gens = greedy_decode(model, trial_toks, max_new, batch_size, hooks)

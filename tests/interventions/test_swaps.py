@@ -183,6 +183,21 @@ def test_span_edits_every_position_from_the_given_one_on(trained):
         assert torch.equal((seen["x"] - clean).abs().sum(-1) > 0, want)
 
 
+def test_start_edits_from_a_fixed_position_like_a_per_trial_offset(trained):
+    """`evaluate_swaps(start=1, span=True)` edits every position from the first after BOS: the same generations as
+    trials whose own offset puts the span edit there; `start` without `span` is refused."""
+    model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
+    trials = iv.sample_swap_trials(trained["heldout_sample"], al.cfg.concept_names, ont, seed=2)[:8]
+    run = functools.partial(iv.evaluate_swaps, model, al, alphas=(2.0,), lookup=ont, max_new_tokens=4, span=True)
+    from_start = run(trials=trials, start=1)
+    shifted = [replace(t, offset=2 - len(tokenize(model, [t.prompt])[0])) for t in trials]
+    generated = [r["generated"] for r in from_start.outputs]
+    assert generated == [r["generated"] for r in run(trials=shifted).outputs]
+    assert generated != [r["generated"] for r in run(trials=trials).outputs]  # not the edit from the last token
+    with pytest.raises(ValueError, match="start"):
+        iv.evaluate_swaps(model, al, trials=trials, alphas=(2.0,), lookup=ont, start=1)
+
+
 def test_generate_under_span_swap_hooks_matches_evaluate_swaps(trained):
     """With `span=True` the KV-cached `model.generate` edits each new position too, as the re-running decoder of
     `evaluate_swaps(span=True)` does: the same generations, trial by trial."""
