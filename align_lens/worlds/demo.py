@@ -32,6 +32,7 @@ from align_lens.worlds.base_model import load_base_model, load_base_world
 DEFAULT_HOOK = "blocks.0.hook_resid_mid"
 # The BPE world's hook (benchmarks/bpe_protocol.py, docs/bio_bpe.md): chosen on validation people in its layer sweep.
 BPE_HOOK = "blocks.1.hook_resid_mid"
+BPE_ALPHAS = (1.0, 1.25, 1.5, 2.0)  # the BPE demo's swap grid (4 of ALPHAS' 7 values: the demo's time budget)
 
 
 @dataclass
@@ -100,11 +101,12 @@ def corpus_texts(world, n_people: int | None, seed: int, ontology=None) -> tuple
 def bpe_demo_config(**overrides: Any) -> DemoConfig:
     """The demo on the BPE biography world (`--world bio-bpe`): the shipped GPT-2-shaped model read at
     `BPE_HOOK`, the first 150 people (train people × training phrasings; held out: the held-out phrasings), a
-    Stage-1 SAE of 8 × d_model latents, swaps on 10 base prompts per concept."""
+    Stage-1 SAE of 8 × d_model latents (600 steps), swaps on 10 base prompts per concept at the α around the one
+    chosen on validation people by benchmarks/bpe_protocol.py (1.0–1.25): sized to the 5-minute budget."""
     stage1 = Stage1Config(
         d_sae=2048,
         k=32,
-        steps=1000,
+        steps=600,
         batch_size=1024,
         lr=3e-3,
         dead_feature_window=50,
@@ -112,7 +114,13 @@ def bpe_demo_config(**overrides: Any) -> DemoConfig:
         model_name="align_lens/bio-bpe",
     )
     base = DemoConfig(
-        out_dir="runs/demo_bpe", world="bio-bpe", hook_name=BPE_HOOK, n_people=150, stage1=stage1, swap_items=10
+        out_dir="runs/demo_bpe",
+        world="bio-bpe",
+        hook_name=BPE_HOOK,
+        n_people=150,
+        stage1=stage1,
+        swap_items=10,
+        alphas=BPE_ALPHAS,
     )
     return replace(base, **overrides)
 
