@@ -13,7 +13,8 @@ spliced exact accuracy (SAE in place of the activation at the last prompt token)
 on the validation people (`choose_swap`; each edit at the last prompt token or over it and every generated
 token, `span`, or with --from-start over every position after BOS too) and reported on the test people with
 Wilson intervals, for aligned slots (delta, paper), DiffMean, DAS (rank 8), the Stage-1 best latents and, as the
-floor, random directions of the DiffMean directions' norms. Every answer is decoded greedily and scored exactly (every token, then a stop).
+floor, random directions of the DiffMean directions' norms. Every answer is decoded greedily and scored exactly
+(every token, then a stop).
 Writes results.json (per hook) under --out and prints one markdown row per hook and method.
 """
 
@@ -141,7 +142,7 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     print(f"  {hook} fidelity: {json.dumps(fid)} seconds: {phase}", flush=True)
 
     # ---- swaps: (mode, α) chosen on validation people, reported on test people
-    def both(label: str, editor) -> list[Candidate]:
+    def candidates(label: str, editor) -> list[Candidate]:
         """The edit over the last prompt token and every generated token (span); unless --span-only, the edit at
         the last prompt token alone; with --from-start, the edit over every position after BOS (the whole
         question) and every generated token."""
@@ -152,20 +153,20 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     wanted = args.methods.split(",")
     methods = {}
     if "aligned" in wanted:
-        methods["aligned slots"] = both("delta", slot_editor(aligned, "delta"))
-        methods["aligned slots"] += [] if args.span_only else both("paper", slot_editor(aligned, "paper"))
+        methods["aligned slots"] = candidates("delta", slot_editor(aligned, "delta"))
+        methods["aligned slots"] += [] if args.span_only else candidates("paper", slot_editor(aligned, "paper"))
     if "diffmean" in wanted:
-        methods["DiffMean"] = both("diffmean", DirectionEditor(dm["means"], names, hook))
+        methods["DiffMean"] = candidates("diffmean", DirectionEditor(dm["means"], names, hook))
     if "random" in wanted:
         gen = torch.Generator().manual_seed(args.seed)
         rand = torch.randn(dm["means"].shape, generator=gen)
         rand = rand / rand.norm(dim=-1, keepdim=True) * dm["means"].norm(dim=-1, keepdim=True)
-        methods["random directions (floor)"] = both("random", DirectionEditor(rand, names, hook))
+        methods["random directions (floor)"] = candidates("random", DirectionEditor(rand, names, hook))
     if "das" in wanted:
         das, _ = train_das(model, train_ex, train_last, names, hook, DASConfig(steps=args.das_steps, seed=args.seed))
-        methods["DAS rank 8"] = both("das", das)
+        methods["DAS rank 8"] = candidates("das", das)
     if "stage1" in wanted:
-        methods["stage-1 best latents"] = both("delta", stage1_editor(stage1, best, hook))
+        methods["stage-1 best latents"] = candidates("delta", stage1_editor(stage1, best, hook))
     val_held = of_people(full, people["val"], "heldout")
     swaps = {}
     for label, cands in methods.items():

@@ -45,6 +45,11 @@ def _by_split(world: BpeBioWorld, split: str) -> list[Phrasing]:
     return [p for p in world.phrasings() if p.split == split]
 
 
+def _every_phrasing() -> list[Phrasing]:
+    """The phrasings of any world (every core, extra wordings included): what a question is matched against."""
+    return phrasings(len(EXTRA_CORES))
+
+
 def relations(world: BpeBioWorld, n_people: int | None = None) -> Ontology:
     """The relation ontology: train people × training phrasings, held-out phrasings as held-out."""
     return world.ontology("phrasings", n_people)
@@ -199,7 +204,7 @@ def entity_swap_trials(
 
     people = {p.name: p for p in world.people}
     kept = [n for n in names if n.startswith(prefix)]
-    every = phrasings(len(EXTRA_CORES))
+    every = _every_phrasing()
 
     def gold(e: Example, target: str) -> str | None:
         """B's answer to the relation asked by `e`."""
@@ -212,7 +217,7 @@ def entity_swap_trials(
 def relation_asked(e: Example, every: list[Phrasing] | None = None) -> str | None:
     """The relation a question about `e.entity` asks, found by re-phrasing it with each phrasing (None: no
     phrasing gives this prompt)."""
-    every = phrasings(len(EXTRA_CORES)) if every is None else every
+    every = _every_phrasing() if every is None else every
     return next((ph.relation for ph in every if e.entity and ph.prompt(e.entity) == e.prompt), None)
 
 
@@ -221,7 +226,7 @@ def das_view(examples: list[Example], kind: str, prefix: str = "") -> list[Examp
     answer of the example whose `entity` is the base's and whose concept is B). Entity swaps: `entity` becomes the
     relation asked, so the gold is B's answer to it; value swaps: `entity` becomes the value's kind (city,
     university, …), so the gold is B itself, of the same kind. Examples without an answer or relation are dropped."""
-    every, out = phrasings(len(EXTRA_CORES)), []
+    every, out = _every_phrasing(), []
     for e in examples:
         if not e.concept.startswith(prefix) or e.answer is None:
             continue
