@@ -7,7 +7,10 @@ import re
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
+import torch
+from jaxtyping import Float, Int
 from torch import Tensor
+from transformer_lens.utilities.activation_functions import apply_softcap
 
 from align_lens.adapter.quiet import HookedTransformer
 
@@ -95,6 +98,19 @@ def hooks(model: HookedTransformer, fwd_hooks: Sequence[tuple[HookName, Callable
 def run_with_hooks(model: HookedTransformer, tokens: Tensor, fwd_hooks: Sequence[tuple[HookName, Callable]]) -> Tensor:
     """Logits of one forward pass with `fwd_hooks` added."""
     return model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))
+
+
+def logits_at(
+    model: HookedTransformer, tokens: Int[Tensor, "b seq"], positions: Int[Tensor, " b"]
+) -> Float[Tensor, "b d_vocab"]:
+    """`model(tokens)[arange(b), positions]` (under the hooks already added), unembedding only those positions:
+    on GPT-2's 50,257-token vocabulary the unembedding of every position dominates a short forward pass.
+    Hooks on `ln_final` and `unembed` see those positions only ([b, 1, d])."""
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers)  # every block, under the hooks; no unembedding
+    x = resid[torch.arange(resid.shape[0], device=resid.device), positions.to(resid.device)][:, None]
+    if model.cfg.normalization_type:
+        x = model.ln_final(x)  # per position, so taking the positions first changes nothing
+    return apply_softcap(model.unembed(x), model.cfg.output_logits_soft_cap)[:, 0]
 
 
 def run_with_cache(model: HookedTransformer, tokens: Tensor, names: Sequence[str]):

@@ -63,9 +63,8 @@ def greedy_decode(
         with adapter.hooks(model, fwd):
             for t in range(room):
                 width = int(lengths.max()) + t
-                logits = model(buf[:, :width])
                 ar = torch.arange(b, device=device)
-                nxt = logits[ar, last + t].argmax(-1)
+                nxt = adapter.logits_at(model, buf[:, :width], last + t).argmax(-1)
                 buf[ar, last + t + 1] = torch.where(done, torch.full_like(nxt, pad), nxt)
                 for i in range(b):
                     if not done[i]:
