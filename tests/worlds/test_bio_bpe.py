@@ -1,12 +1,13 @@
 """Invariants of the BPE biography world: splits, BPE piece counts, phrasing counts, multi-token answers."""
 
 import json
+import re
 from collections import Counter
 
 import pytest
 
 from align_lens.worlds.bio import RELATIONS
-from align_lens.worlds.bio_bpe import EXTRA_CORES, BpeBioWorld, phrasings
+from align_lens.worlds.bio_bpe import BIO_SENTENCES, EXTRA_CORES, QUESTION_CORES, BpeBioWorld, phrasings
 from align_lens.worlds.gpt2_tokenizer import load_gpt2_tokenizer
 
 
@@ -68,6 +69,21 @@ def test_extra_wordings_add_training_phrasings_only(tok, tmp_path):
     assert BpeBioWorld.load(tmp_path / "world.json").phrasings() == more.phrasings()
     with pytest.raises(ValueError, match="extra_wordings"):
         BpeBioWorld(**sizes, extra_wordings=8)
+
+
+def test_with_every_extra_wording_no_heldout_question_has_a_word_never_trained_on():
+    """New wordings recombine known words: with the 7 extra cores, every word of a held-out or no-split question
+    occurs in a training question or a biography sentence (the word "college" was once only in answer values)."""
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z]+", text.replace("{n}", "").replace("{v}", "").lower()))
+
+    trained = set().union(*(words(s) for sentences in BIO_SENTENCES.values() for s in sentences))
+    cores = {QUESTION_CORES[p.relation][p.core]: p.split for p in phrasings(len(EXTRA_CORES))}
+    trained |= set().union(*(words(text) for text, split in cores.items() if split == "train"))
+    new = {text: words(text) - trained for text, split in cores.items() if split != "train"}
+    assert not {text: missing for text, missing in new.items() if missing}
+    assert words("Which college did {n} go to?") <= trained
 
 
 def test_heldout_people_are_in_biographies_but_never_in_questions(world):
