@@ -80,6 +80,7 @@ def test_probe_directions_follow_the_probe_at_the_class_means_scale():
     assert bool((moved[:, 1] > moved[:, 0]).all())  # a's rows now read as b along the probe
 
 
+@pytest.mark.slow  # every baseline end to end
 def test_compare_baselines_on_trained_model(trained):
     r = baselines.compare_baselines(
         trained["model"],

@@ -47,6 +47,7 @@ def test_per_concept_editor_acts_in_the_span_of_source_and_target():
         DASEditor(bases[:2], means, ["a", "b", "c"], "hook")
 
 
+@pytest.mark.slow  # DAS training; the fast suite keeps test_train_das_learns_and_swaps
 def test_train_das_per_concept(trained):
     model, ont, hook = trained["model"], trained["ontology"], trained["hook"]
     config = DASConfig(rank=2, steps=40, batch_size=32, per_concept=True)
@@ -61,6 +62,7 @@ def test_train_das_per_concept(trained):
     assert res.success["exact"][1] > 0.3
 
 
+@pytest.mark.slow  # DAS training; the fast suite keeps test_train_das_learns_and_swaps
 def test_max_pairs_trains_on_a_seeded_sample_of_the_swap_pairs(trained, monkeypatch):
     import align_lens.analysis.das as das
 

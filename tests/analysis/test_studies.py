@@ -24,6 +24,7 @@ def _tiny_stage1(model) -> Stage1Config:
 TINY_EVAL = EvalConfig(alphas=(1.0, 2.0), swap_items=2, task_accuracy=False)
 
 
+@pytest.mark.slow  # end to end over trained SAEs at every hook; the fast suite keeps test_figures_build
 def test_layer_sweep_small(trained):
     model, ont = trained["model"], trained["ontology"]
     hooks = ["blocks.0.hook_resid_pre", trained["hook"]]
@@ -43,6 +44,7 @@ def test_layer_sweep_small(trained):
     assert isinstance(fig, go.Figure) and len(fig.data) == 5
 
 
+@pytest.mark.slow  # end to end over trained SAEs at every hook; the fast suite keeps test_figures_build
 def test_ablations_small(trained):
     rows = studies.ablations(
         trained["model"],

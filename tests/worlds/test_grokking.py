@@ -50,6 +50,7 @@ def record(tmp_path_factory):
     return out, run_grokking(replace(TINY, out_dir=str(out), seeds=(0, 1)))
 
 
+@pytest.mark.slow  # trains two-hop models for two seeds (the module fixture)
 def test_run_writes_every_reader_and_swap_per_checkpoint_and_seed(record):
     out, rec = record
     assert set(rec["seeds"]) == {0, 1}
@@ -77,6 +78,7 @@ def test_run_writes_every_reader_and_swap_per_checkpoint_and_seed(record):
     assert band["mean"][1] == pytest.approx(sum(rows) / 2)
 
 
+@pytest.mark.slow  # trains two-hop models for two seeds (the module fixture)
 def test_seeds_differ_and_a_rerun_is_bit_identical_and_resumes(record, tmp_path, monkeypatch):
     out, rec = record
     assert rec["seeds"][0]["rows"] != rec["seeds"][1]["rows"]
@@ -91,6 +93,7 @@ def test_seeds_differ_and_a_rerun_is_bit_identical_and_resumes(record, tmp_path,
     assert again["seeds"] == rec["seeds"]
 
 
+@pytest.mark.slow  # trains two-hop models for two seeds (the module fixture)
 def test_figure_has_four_panels_with_bands(record):
     _, rec = record
     fig = grokking_figure(rec)
