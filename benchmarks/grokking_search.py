@@ -5,6 +5,7 @@ into `--out`; `--table DIR ...` prints the plateau table of finished or running 
 
     python benchmarks/grokking_search.py --out runs/search/phi3_wd1 --n-train 6000 --weight-decay 1.0 --steps 10000
     python benchmarks/grokking_search.py --out runs/search/phi9_init4 --n-train 18000 --init-scale 4 --steps 10000
+    python benchmarks/grokking_search.py --out runs/search/phi9_init8_cos --n-train 18000 --init-scale 8 --lr-final 0.1 --steps 20000
     python benchmarks/grokking_search.py --table runs/search/*
 
 Plateau per setting as `align_lens.worlds.grokking.plateau` measures it (fit: train ≥ 0.99; rise: held-out > 0.2;
@@ -36,8 +37,9 @@ def table(folders: list[str]) -> str:
         s = json.loads((path / "search.json").read_text())
         p, last = plateau(*([r[k] for r in rows] for k in ("step", "train", "heldout"))), rows[-1]
         ratio = "–" if p["ratio"] is None else f"{p['ratio']:.1f}"
+        lr = f"{s['lr']} → {s['lr_final']:g}×" if s.get("lr_final", 1.0) != 1.0 else s["lr"]
         lines.append(
-            f"| {path.name} | {s['n_train'] / 2000:.1f} | {s['weight_decay']} | {s['lr']} | {s['d_model']} | {s.get('init_scale', 1.0)} "
+            f"| {path.name} | {s['n_train'] / 2000:.1f} | {s['weight_decay']} | {lr} | {s['d_model']} | {s.get('init_scale', 1.0)} "
             f"| {last['step']} / {s['steps']} | {p['fit']} | {p['rise']} | {ratio} | {p['grok']} "
             f"| {last['train']:.3f} / {last['heldout']:.3f} / {last['ood']:.3f} |"
         )
@@ -54,6 +56,9 @@ def main() -> None:
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=4)
     ap.add_argument("--init-scale", type=float, default=1.0, help="weight matrices × this at init (Omnigrok)")
+    ap.add_argument(
+        "--lr-final", type=float, default=1.0, help="cosine down to this × lr at the last step (1: constant)"
+    )
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--seed", type=int, default=0)
@@ -66,7 +71,7 @@ def main() -> None:
     world = make_two_hop_world(n_heldout=2000, phrasing="compact", n_train=args.n_train)
     settings = {
         k: getattr(args, k)
-        for k in ("n_train", "weight_decay", "lr", "d_model", "n_layers", "init_scale", "steps", "seed")
+        for k in ("n_train", "weight_decay", "lr", "lr_final", "d_model", "n_layers", "init_scale", "steps", "seed")
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "search.json").write_text(json.dumps(settings))
@@ -81,6 +86,7 @@ def main() -> None:
         lr=args.lr,
         weight_decay=args.weight_decay,
         init_scale=args.init_scale,
+        lr_final=args.lr_final,
         seed=args.seed,
         threads=1,
         checkpoint_every=args.eval_every,

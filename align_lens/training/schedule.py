@@ -1,4 +1,4 @@
-"""The learning-rate schedule shared by Stage 2 and the tiny base model: linear warm-up, then cosine decay."""
+"""The learning-rate schedule shared by Stage 2 and the tiny base models: linear warm-up, then cosine decay."""
 
 from __future__ import annotations
 

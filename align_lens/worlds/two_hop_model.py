@@ -22,6 +22,7 @@ from transformer_lens import HookedTransformerConfig
 
 from align_lens.adapter import build_model, load_transformer, save_transformer
 from align_lens.training import checkpoint
+from align_lens.training.schedule import warmup_cosine
 from align_lens.worlds.tokenizer import build_tokenizer
 from align_lens.worlds.two_hop import EOS, FORMATS, Format, TwoHopWorld
 
@@ -148,6 +149,7 @@ def train_two_hop_model(
     batch_size: int = 256,
     atomic_share: float = 0.3,
     init_scale: float = 1.0,
+    lr_final: float = 1.0,
     seed: int = 0,
     device: str = "cpu",
     threads: int = 1,
@@ -157,7 +159,8 @@ def train_two_hop_model(
     resume: bool = True,
     progress: bool = True,
 ):
-    """Train (constant lr after a linear warmup); returns the model. Resumable from `out_dir/checkpoints`.
+    """Train (a linear warmup, then a constant lr, or with `lr_final` ≠ 1 a cosine towards `lr_final` × lr at
+    `steps`, as `training.schedule.warmup_cosine`); returns the model. Resumable from `out_dir/checkpoints`.
 
     Writes into `out_dir`: the model (`save_transformer` format), world.json, two_hop.json (format, settings, final
     accuracies), train_log.jsonl (train / heldout / heldout_frames / ood / atomic accuracy at step 0, every
@@ -169,7 +172,7 @@ def train_two_hop_model(
     run (bit-identical on the same device and `threads`; `wall_s` counts on). `init_scale` multiplies every weight
     matrix (embeddings included; not biases or LayerNorm) at initialisation, Omnigrok's lever for a memorise-first
     regime. A checkpoint written for other settings (world, format, model size, steps, lr, warmup, weight decay,
-    batch, atomic share, init scale, seed, eval_every, eval_n) is refused with a ValueError naming them, before
+    batch, atomic share, init scale, final lr, seed, eval_every, eval_n) is refused with a ValueError naming them, before
     anything in `out_dir` is written. Starting afresh (`resume=False`, or no resumable checkpoint) replaces the
     folder's log and checkpoints. `threads` applies to this call only.
     """
@@ -185,6 +188,7 @@ def train_two_hop_model(
         settings |= {"weight_decay": weight_decay, "batch_size": batch_size, "atomic_share": atomic_share}
         settings |= {"eval_every": eval_every, "eval_n": eval_n}
         settings |= {"init_scale": init_scale} if init_scale != 1.0 else {}  # earlier checkpoints stay resumable
+        settings |= {"lr_final": lr_final} if lr_final != 1.0 else {}
         settings = checkpoint.fingerprint(settings, world=world.params())
         state = _resume_state(ckpt_dir, settings) if resume else None  # refuses other settings before any write
         out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +243,7 @@ def train_two_hop_model(
         )
         for step in bar:
             for g in opt.param_groups:
-                g["lr"] = lr * min(1.0, step / max(1, warmup))
+                g["lr"] = lr * warmup_cosine(step - 1, steps, warmup, min_frac=lr_final, cosine=lr_final != 1.0)
             rows = []
             for key, k in (("two_hop", batch_size - n_atomic), ("atomic", n_atomic)):
                 tok, m = pool[key]
@@ -269,6 +273,7 @@ def train_two_hop_model(
             "batch_size": batch_size,
             "atomic_share": atomic_share,
             "init_scale": init_scale,
+            "lr_final": lr_final,
             "final": log[-1],
             "world": world.summary(),
         }

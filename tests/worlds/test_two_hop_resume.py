@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import align_lens.worlds.two_hop_model as thm
+from align_lens.training.schedule import warmup_cosine
 from align_lens.worlds.two_hop import TwoHopWorld
 from align_lens.worlds.two_hop_model import LOG_FILE, checkpoint_steps, load_checkpoint, train_two_hop_model
 
@@ -125,3 +126,24 @@ def test_init_scale_multiplies_the_weight_matrices_at_step_0_and_is_part_of_the_
         assert torch.allclose(y, 3 * x) if x.dim() >= 2 else torch.equal(x, y), name  # LayerNorm and biases kept
     with pytest.raises(ValueError, match=r"settings.init_scale \(checkpoint: 3.0, now: 2.0\)"):
         train_two_hop_model(world, tmp_path / "scaled", "implicit", **short | {"init_scale": 2.0})
+
+
+def test_lr_final_decays_the_lr_by_a_cosine_and_is_part_of_the_fingerprint(world, uninterrupted, tmp_path, monkeypatch):
+    seen: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def record(opt, *args, **kwargs):
+        seen.append(opt.param_groups[0]["lr"])
+        return step(opt, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", record)
+    decayed = train_two_hop_model(world, tmp_path, "implicit", **TINY | {"lr_final": 0.1})
+    lr, warmup, steps = 1e-3, TINY["warmup"], TINY["steps"]
+    assert seen[:warmup] == pytest.approx([lr * s / warmup for s in range(1, warmup + 1)])
+    assert seen[-1] == pytest.approx(lr * warmup_cosine(steps - 1, steps, warmup, 0.1)) and seen[-1] < 0.15 * lr
+    assert seen[warmup] == pytest.approx(lr) and all(a > b for a, b in zip(seen[warmup:], seen[warmup + 1 :]))
+    assert len(seen) == steps and seen[warmup + (steps - warmup) // 2] == pytest.approx(0.55 * lr)
+    assert not torch.equal(decayed.W_E, uninterrupted[1].W_E)  # the constant-lr run (lr_final 1) differs
+    assert thm.load_two_hop_meta(tmp_path)["lr_final"] == 0.1
+    with pytest.raises(ValueError, match=r"settings.lr_final \(checkpoint: 0.1, now: 0.5\)"):
+        train_two_hop_model(world, tmp_path, "implicit", **TINY | {"lr_final": 0.5})
