@@ -192,13 +192,12 @@ def train_base_model(
         opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
         settings = {"seed": seed, "steps": steps, "batch_size": batch_size}
         meta = checkpoint.fingerprint(settings, cfg=cfg, world=world.params())
-        step, epoch, batch = _load_checkpoint(ckpt_dir, model, opt, meta, device) if resume else (0, 0, 0)
-        if step == 0:
-            (out / LOG_FILE).unlink(missing_ok=True)
+        step, epoch, batch, wall = _load_checkpoint(ckpt_dir, model, opt, meta, device) if resume else (0, 0, 0, 0.0)
+        _log_as_of(out / LOG_FILE, step)
         data = batches(world, tokenizer, seed, n_ctx, batch_size, epoch, batch)
         bar = tqdm(total=steps, initial=step, desc="base model", disable=not progress)
         model.train()
-        t0 = time.time()
+        t0 = time.time() - wall
         while step < steps:
             epoch, batch, tokens, target = next(data)
             for g in opt.param_groups:
@@ -224,7 +223,7 @@ def train_base_model(
                     heldout=f"{acc['heldout']['all']['full']:.3f}",
                 )
             if step % checkpoint_every == 0 or step == steps:
-                _save_checkpoint(ckpt_dir, model, opt, meta, step, epoch, batch)
+                _save_checkpoint(ckpt_dir, model, opt, meta, step, epoch, batch, time.time() - t0)
         bar.close()
         model.eval()
         save_transformer(model, out)
@@ -236,20 +235,32 @@ def train_base_model(
         torch.set_num_threads(previous_threads)
 
 
-def _load_checkpoint(ckpt_dir: Path, model, opt, meta: dict, device: str) -> tuple[int, int, int]:
-    """Restore the newest checkpoint into `model` and `opt`; return (step, epoch, next batch), or zeros if none."""
+def _load_checkpoint(ckpt_dir: Path, model, opt, meta: dict, device: str) -> tuple[int, int, int, float]:
+    """Restore the newest checkpoint into `model` and `opt`; return (step, epoch, next batch, training seconds so
+    far; 0 in checkpoints older than that field), or zeros if none."""
     ckpts = sorted(ckpt_dir.glob("step_*.pt"))
     if not ckpts:
-        return 0, 0, 0
+        return 0, 0, 0, 0.0
     state = checkpoint.load(ckpts[-1], device)
     checkpoint.check_fingerprint(state["meta"], meta, ckpts[-1])
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"].cpu())
-    return state["step"], state["epoch"], state["batch"] + 1
+    return state["step"], state["epoch"], state["batch"] + 1, float(state.get("wall_s", 0.0))
 
 
-def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: int, batch: int, keep: int = 2) -> None:
+def _log_as_of(path: Path, step: int) -> None:
+    """The training log as it was at checkpoint `step`: removed at step 0, else without the rows written after it."""
+    if step == 0:
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        rows = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(row + "\n" for row in rows))
+
+
+def _save_checkpoint(
+    ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: int, batch: int, wall_s: float, keep: int = 2
+) -> None:
     """Write step_<step>.pt atomically and keep only the newest `keep` checkpoints."""
     state = {
         "model": model.state_dict(),
@@ -259,6 +270,7 @@ def _save_checkpoint(ckpt_dir: Path, model, opt, meta: dict, step: int, epoch: i
         "step": step,
         "epoch": epoch,
         "batch": batch,
+        "wall_s": wall_s,
     }
     checkpoint.save(ckpt_dir / f"step_{step:06d}.pt", state)
     checkpoint.keep_newest(ckpt_dir, "step_*.pt", keep)

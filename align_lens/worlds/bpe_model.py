@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from align_lens.adapter import build_model, expand_vocab, load_transformer, save_transformer
 from align_lens.training import checkpoint
-from align_lens.worlds.base_model import _load_checkpoint, _save_checkpoint, lr_at, masked_loss
+from align_lens.worlds.base_model import _load_checkpoint, _log_as_of, _save_checkpoint, lr_at, masked_loss
 from align_lens.worlds.bio import RELATIONS
 from align_lens.worlds.bio_bpe import BpeBioWorld
 from align_lens.worlds.gpt2_tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
@@ -224,13 +224,12 @@ def train_bpe_model(
         settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_frac=min_lr_frac)
         settings.update(weight_decay=weight_decay, grad_clip=grad_clip)
         meta = checkpoint.fingerprint(settings, cfg=cfg, world=world.params())
-        step, epoch, batch = _load_checkpoint(ckpt_dir, compact, opt, meta, device)
-        if step == 0:
-            (out / LOG_FILE).unlink(missing_ok=True)
+        step, epoch, batch, wall = _load_checkpoint(ckpt_dir, compact, opt, meta, device)
+        _log_as_of(out / LOG_FILE, step)
         data = batches(world, tokenizer, lookup, seed, n_ctx, batch_size, epoch, batch)
         bar = tqdm(total=steps, initial=step, desc="bpe model", disable=not progress)
         compact.train()
-        t0 = time.time()
+        t0 = time.time() - wall
         while step < steps:
             epoch, batch, tokens, target = next(data)
             for g in opt.param_groups:
@@ -254,7 +253,7 @@ def train_bpe_model(
                     {"loss": f"{loss.item():.3f}", **{s: f"{acc[s]['all']['full']:.3f}" for s in EVAL_SETS}}
                 )
             if step % checkpoint_every == 0 or step == steps:
-                _save_checkpoint(ckpt_dir, compact, opt, meta, step, epoch, batch)
+                _save_checkpoint(ckpt_dir, compact, opt, meta, step, epoch, batch, time.time() - t0)
         bar.close()
         model = expand_vocab(compact.cpu().eval(), rows, VOCAB_SIZE, tokenizer)
         save_transformer(model, out, vocab_rows=rows)

@@ -85,11 +85,16 @@ def test_resume_from_checkpoint_matches_uninterrupted(tiny_run, tmp_path):
     world, out, model = tiny_run
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(out / "checkpoints" / "step_000020.pt", tmp_path / "checkpoints")
+    row = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])  # as an interrupted run leaves it:
+    (tmp_path / "train_log.jsonl").write_text(f"{json.dumps(row | {'step': 20})}\n{json.dumps(row)}\n")  # a row past 20
     resumed = train_base_model(world, tmp_path, steps=30, seed=0, **TINY)
     for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    at_20 = torch.load(tmp_path / "checkpoints" / "step_000020.pt", weights_only=True)["model"]
-    assert not torch.equal(at_20["embed.W_E"], model.W_E)  # the comparison above is not vacuous
+    at_20 = torch.load(tmp_path / "checkpoints" / "step_000020.pt", weights_only=True)
+    assert not torch.equal(at_20["model"]["embed.W_E"], model.W_E)  # the comparison above is not vacuous
+    logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [20, 30] and logged[0] == row | {"step": 20}  # the old row 30 dropped
+    assert logged[1]["wall_s"] >= at_20["wall_s"] > 0  # training time counts on from the checkpoint
 
 
 def test_resume_with_other_settings_raises(tiny_run, tmp_path):
