@@ -71,6 +71,7 @@ def test_concepts_the_sae_lacks_raise(trained):
         EvalConfig(best_by="nope")
 
 
+@pytest.mark.slow  # two full evaluations
 def test_explicit_trials_give_the_same_swaps(trained):
     model, al, ont = trained["model"], trained["aligned"], trained["ontology"]
     cfg = EvalConfig(alphas=(1.0,), swap_items=2, task_accuracy=False, seed=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from align_lens.analysis.baselines import diffmean_directions
@@ -83,6 +84,7 @@ def test_miss_breakdown_classifies_each_miss():
     assert m["other_person"] == 0.4 and m["other_person_shares_name"] == 0.2  # e2 shares "Lee"
 
 
+@pytest.mark.slow  # runs the selection twice over every α; the fast suite keeps test_choose_swap_picks_the_validation_argmax_and_reports_test
 def test_choose_swap_without_upper_bound_evaluates_only_the_chosen_alpha_on_test(trained):
     model, ont, hook = trained["model"], trained["ontology"], trained["hook"]
     split = people_split(ont, 8, 8, seed=0)
