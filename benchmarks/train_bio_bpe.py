@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--checkpoint-every", type=int, default=200)
+    ap.add_argument("--eval-every", type=int, default=250, help="steps between the training log's evaluations")
     args = ap.parse_args()
     train_bpe_model(
         BpeBioWorld(
@@ -56,7 +57,7 @@ def main() -> None:
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
         device=args.device,
-        eval_every=250,
+        eval_every=args.eval_every,
         eval_examples_max=300,
         checkpoint_every=args.checkpoint_every,
     )

@@ -1,23 +1,17 @@
-"""The guarantees of docs/guarantees.md that are not a refused input: atomic saves, the concept table in cfg.json,
-a faithful plain export read by a process without align_lens, and the Stage-2 resume fingerprint."""
+"""The guarantees of docs/guarantees.md that are not a refused input: atomic saves, the concept table in cfg.json
+and the Stage-2 resume fingerprint (the plain export read by a process without align_lens: tests/test_hub.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
-from safetensors.torch import save_file
 
 from align_lens import AlignConfig, Ontology, Runtime, align
 from align_lens.adapter import load_transformer, save_transformer
 from align_lens.evals.binding import binding_metrics
-from align_lens.hub import load_aligned
-from align_lens.saes.plain import export_plain
 
 
 def test_aligned_save_replaces_the_folder(trained, tmp_path):
@@ -81,42 +75,6 @@ def test_align_resume_refuses_another_ontology(trained, tmp_path):
     )
     with pytest.raises(ValueError, match=r"differs in ontology \(checkpoint: '[0-9a-f]{16}', now: '[0-9a-f]{16}'\)"):
         align(trained["sae"], renamed, activations=acts, config=cfg)
-
-
-def test_plain_export_of_the_default_pipeline_in_a_fresh_process(trained, tmp_path):
-    """The TopK-based default SAE, exported plain, loaded by SAELens alone: same slots, reconstruction, binding."""
-    aligned, acts, onto = trained["aligned"], trained["heldout_acts"], trained["ontology"]
-    assert aligned.cfg.base_architecture == "topk"
-    export_plain(aligned, tmp_path / "plain", activations=acts)
-    with torch.no_grad():
-        z = aligned.encode(acts)
-        expected = {"x": acts, "slots": z[:, aligned.cfg.n_free :].contiguous(), "recon": aligned.decode(z)}
-    save_file({k: v.contiguous() for k, v in expected.items()}, tmp_path / "io.safetensors")
-    code = f"""
-import sys, torch
-from safetensors.torch import load_file
-from sae_lens import SAE
-io = load_file({str(tmp_path / "io.safetensors")!r})
-sae = SAE.load_from_disk({str(tmp_path / "plain")!r})
-table = sae.cfg.metadata["align_lens"]
-with torch.no_grad():
-    z = sae.encode(io["x"])
-    slots = z[:, table["concept_slots"]] / table["slot_value_scale"]
-    torch.testing.assert_close(slots, io["slots"], atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(sae.decode(z), io["recon"], atol=1e-4, rtol=1e-5)
-assert (slots.argmax(-1) == io["slots"].argmax(-1)).all()
-assert "align_lens" not in sys.modules, "align_lens was imported"
-print(type(sae).__name__, table["fidelity"]["rows_differing"], len(io["x"]))
-"""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["TopKSAE", "0", str(len(acts))]
-    names = aligned.concept_names
-    back = load_aligned(tmp_path / "plain")
-    labels = onto.labels("heldout", order=names)
-    binding = binding_metrics(back.concept_acts(acts), labels, names)["accuracy"]
-    assert binding == binding_metrics(aligned.concept_acts(acts), labels, names)["accuracy"] > 0.9
 
 
 def test_tiny_batches_without_patience_terminate_and_train():

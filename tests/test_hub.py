@@ -16,6 +16,7 @@ from sae_lens.loading import pretrained_sae_loaders
 from safetensors.torch import save_file
 
 from align_lens import AlignedSAE, Ontology
+from align_lens.evals.binding import binding_metrics
 from align_lens.hub import PublishError, load_aligned, push_to_hub
 from align_lens.saes.aligned import aligned_from_sae
 from align_lens.saes.plain import aligned_from_plain, export_plain
@@ -163,8 +164,9 @@ def test_plain_rejects_sae_without_table():
         aligned_from_plain(BASES["standard"]())
 
 
-def test_plain_export_loads_without_align_lens(tmp_path):
-    """A fresh interpreter that never imports align_lens reads the plain exports and matches the outputs."""
+def test_plain_exports_load_without_align_lens(trained, tmp_path):
+    """A fresh interpreter that never imports align_lens reads the plain exports (Standard and JumpReLU bases, and
+    the TopK-based default pipeline's SAE) and matches the outputs: same slots, reconstruction and binding."""
     x = torch.randn(32, 16)
     expected = {}
     for base in ("standard", "jumprelu"):
@@ -172,7 +174,13 @@ def test_plain_export_loads_without_align_lens(tmp_path):
         export_plain(aligned, tmp_path / base)
         expected[f"{base}_out"] = aligned(x).detach()
         expected[f"{base}_concepts"] = aligned.concept_acts(x).detach().contiguous()
-    save_file({"x": x, **expected}, tmp_path / "io.safetensors")
+    default, acts, onto = trained["aligned"], trained["heldout_acts"], trained["ontology"]
+    assert default.cfg.base_architecture == "topk"
+    export_plain(default, tmp_path / "topk", activations=acts)
+    with torch.no_grad():
+        z = default.encode(acts)
+        expected |= {"topk_x": acts, "topk_slots": z[:, default.cfg.n_free :], "topk_recon": default.decode(z)}
+    save_file({"x": x, **{k: v.contiguous() for k, v in expected.items()}}, tmp_path / "io.safetensors")
     code = f"""
 import sys, torch
 from safetensors.torch import load_file
@@ -184,13 +192,36 @@ for base in ("standard", "jumprelu"):
     torch.testing.assert_close(sae(io["x"]), io[base + "_out"], atol=1e-5, rtol=0)
     torch.testing.assert_close(sae.encode(io["x"])[:, slots], io[base + "_concepts"], atol=1e-5, rtol=0)
     print(base, type(sae).__name__)
+sae = SAE.load_from_disk({str(tmp_path / "topk")!r})
+table = sae.cfg.metadata["align_lens"]
+with torch.no_grad():
+    z = sae.encode(io["topk_x"])
+    slots = z[:, table["concept_slots"]] / table["slot_value_scale"]
+    torch.testing.assert_close(slots, io["topk_slots"], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(sae.decode(z), io["topk_recon"], atol=1e-4, rtol=1e-5)
+assert (slots.argmax(-1) == io["topk_slots"].argmax(-1)).all()
+print(type(sae).__name__, table["fidelity"]["rows_differing"], len(io["topk_x"]))
 assert "align_lens" not in sys.modules, "align_lens was imported"
 print("OK")
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["standard", "StandardSAE", "jumprelu", "JumpReLUSAE", "OK"]
+    assert res.stdout.split() == [
+        "standard",
+        "StandardSAE",
+        "jumprelu",
+        "JumpReLUSAE",
+        "TopKSAE",
+        "0",
+        str(len(acts)),
+        "OK",
+    ]
+    names = default.concept_names
+    back = load_aligned(tmp_path / "topk")
+    labels = onto.labels("heldout", order=names)
+    binding = binding_metrics(back.concept_acts(acts), labels, names)["accuracy"]
+    assert binding == binding_metrics(default.concept_acts(acts), labels, names)["accuracy"] > 0.9
 
 
 # ---- push ------------------------------------------------------------------------------
