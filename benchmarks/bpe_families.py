@@ -3,7 +3,8 @@ probe and floors.
 
 Usage: python benchmarks/bpe_families.py --model DIR --family relations|entities|values|syntax|mixed
        [--n-people N] [--hook blocks.1.hook_resid_mid] [--out runs/bpe_families] [--d-sae 4096] [--binding ce|mse_onehot]
-       [--swap-val 40] [--swap-test 300] [--methods aligned,diffmean,random,das] [--das-steps 150] [--quick]
+       [--swap-val 40] [--swap-test 300] [--methods aligned,diffmean,random,das] [--das-steps 150]
+       [--alphas 0.5,1,2,3] [--quick]
 
 The family's ontology (`align_lens.worlds.bio_bpe_families`) is written as user-style JSONL and read back with
 `Ontology.from_jsonl`. Stage 1 (`pretrain_sae`, `--d-sae` latents) on every token of biographies plus the training
@@ -43,7 +44,7 @@ from align_lens.analysis.das import DASConfig, train_das
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.evals.selection import Candidate, choose_swap
-from align_lens.interventions.editors import DirectionEditor, slot_editor
+from align_lens.interventions.editors import ALPHAS, DirectionEditor, slot_editor
 from align_lens.interventions.trials import SwapTrial
 from align_lens.ontology import Example, Ontology
 from align_lens.training.stage1 import pretrain_sae
@@ -125,7 +126,8 @@ def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm
     for method, (key, label, ed) in editors.items():
         if key not in args.methods or ed is None:  # DAS is not trained for the name reading
             continue
-        cands = [Candidate(label, ed), Candidate(f"{label}, span", ed, span=True)]
+        alphas = tuple(float(a) for a in args.alphas.split(",")) if args.alphas else ALPHAS
+        cands = [Candidate(label, ed, alphas), Candidate(f"{label}, span", ed, alphas, span=True)]
         s = choose_swap(model, cands, trials["val"], trials["test"], onto, upper_bound=False)
         out[method] = {k: v for k, v in s.items() if k not in ("test", "misses")}
         out[method]["clean_exact"] = s["test"]["clean_accuracy"]
@@ -248,6 +250,7 @@ def main() -> None:
     ap.add_argument("--swap-test", type=int, default=300, help="test swap trials per kind")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"swap methods, comma-separated from {METHODS}")
     ap.add_argument("--das-steps", type=int, default=150)
+    ap.add_argument("--alphas", help=f"comma-separated α grid for every swap method (default {ALPHAS})")
     ap.add_argument("--das-pairs", type=int, default=20000, help="swap pairs DAS trains on (a seeded sample)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

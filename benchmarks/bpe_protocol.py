@@ -1,7 +1,8 @@
 """Issue 19's numbers on the BPE biography world and its GPT-2-shaped model, through the user's path only.
 
 Usage: python benchmarks/bpe_protocol.py --model DIR [--hooks H1,H2 | --hooks all] [--out runs/bpe_protocol]
-       [--val-items 10] [--test-items 170] [--methods aligned,diffmean,...] [--span-only] [--from-start] [--quick]
+       [--val-items 10] [--test-items 170] [--methods aligned,diffmean,...] [--span-only] [--from-start]
+       [--alphas 0.5,1,1.5] [--quick]
 
 The ontology is the world's user-style JSONL (`BpeBioWorld.write_ontology`: multi-token answers, names as entities,
 prompts of many lengths) read back with `Ontology.from_jsonl`; its people are split into train / validation / test
@@ -41,7 +42,7 @@ from align_lens.analysis.das import DASConfig, train_das
 from align_lens.evals.binding import binding_metrics, encode_in_chunks
 from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.evals.selection import Candidate, choose_swap, of_people, people_split, restrict
-from align_lens.interventions.editors import DirectionEditor, slot_editor
+from align_lens.interventions.editors import ALPHAS, DirectionEditor, slot_editor
 from align_lens.ontology import Ontology
 from align_lens.training.config import AlignConfig, Runtime, Stage1Config
 from align_lens.training.stage1 import pretrain_sae
@@ -146,10 +147,11 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
         """The edit over the last prompt token and every generated token (span); unless --span-only, the edit at
         the last prompt token alone; with --from-start, the edit over every position after BOS (the whole
         question) and every generated token."""
-        out = [] if args.span_only else [Candidate(label, editor)]
-        out.append(Candidate(f"{label}, span", editor, span=True))
-        return out + [Candidate(f"{label}, from start", editor, span=True, start=1)] if args.from_start else out
+        out = [] if args.span_only else [Candidate(label, editor, alphas)]
+        out.append(Candidate(f"{label}, span", editor, alphas, span=True))
+        return out + [Candidate(f"{label}, from start", editor, alphas, span=True, start=1)] if args.from_start else out
 
+    alphas = tuple(float(a) for a in args.alphas.split(",")) if args.alphas else ALPHAS
     wanted = args.methods.split(",")
     methods = {}
     if "aligned" in wanted:
@@ -232,6 +234,7 @@ def main() -> None:
         action="store_true",
         help="also the edit over every position after BOS and every generated token (swap candidates)",
     )
+    ap.add_argument("--alphas", help=f"comma-separated α grid for every swap method (default {ALPHAS})")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")

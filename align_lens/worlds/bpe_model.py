@@ -199,8 +199,10 @@ def train_bpe_model(
     keep_checkpoints: bool = True,
     progress: bool = True,
     device: str = "cpu",
+    bf16: bool = False,
 ):
     """Train the GPT-2-shaped model from scratch on `world` on `device`; resumable from `out_dir/checkpoints`.
+    With `bf16`, the training forward runs under bf16 autocast (weights, optimiser and evaluations stay fp32).
 
     Writes the full-vocabulary model in compact storage (`save_transformer(..., vocab_rows=...)`), `world.json`, `train_log.jsonl`
     (periodic evaluations on `eval_examples_max` prompts of `eval_people` people per group) and `eval.json` (`final_examples_max` prompts of every set, over every person) into `out_dir`, and
@@ -222,7 +224,7 @@ def train_bpe_model(
         compact = build_model(cfg, device=device)
         opt = torch.optim.AdamW(compact.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
         settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_frac=min_lr_frac)
-        settings.update(weight_decay=weight_decay, grad_clip=grad_clip)
+        settings.update(weight_decay=weight_decay, grad_clip=grad_clip, bf16=bf16)
         meta = checkpoint.fingerprint(settings, cfg=cfg, world=world.params())
         step, epoch, batch, wall = _load_checkpoint(ckpt_dir, compact, opt, meta, device)
         _log_as_of(out / LOG_FILE, step)
@@ -234,7 +236,8 @@ def train_bpe_model(
             epoch, batch, tokens, target = next(data)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, warmup, min_lr_frac)
-            loss = masked_loss(compact, tokens.to(device), target.to(device))
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+                loss = masked_loss(compact, tokens.to(device), target.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(compact.parameters(), grad_clip)

@@ -81,9 +81,9 @@ def test_padded_batch_equals_one_prompt_at_a_time(world, tok, model, side):
         assert logits[i, last[i]].argmax() == single_logits[0, -1].argmax()
 
 
-@pytest.mark.slow  # two short trainings with their final evaluation: ~20 s on a loaded 2-core machine
-def test_same_seed_same_weights(world, tmp_path):
-    def train(out):
+@pytest.mark.slow  # three short trainings with their final evaluation: ~30 s on a loaded 2-core machine
+def test_same_seed_same_weights_and_bf16_autocast_changes_them(world, tmp_path):
+    def train(out, bf16=False):
         return train_bpe_model(
             world,
             out,
@@ -91,17 +91,22 @@ def test_same_seed_same_weights(world, tmp_path):
             d_model=32,
             n_ctx=128,
             steps=2,
+            lr=1e-2,
+            warmup=1,
             batch_size=4,
             eval_every=2,
             eval_people=3,
             eval_examples_max=12,
             final_examples_max=12,
             progress=False,
+            bf16=bf16,
         )
 
-    a, b = train(tmp_path / "a"), train(tmp_path / "b")
+    a, b = train(tmp_path / "a", bf16=True), train(tmp_path / "b", bf16=True)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
+    fp32 = train(tmp_path / "fp32").state_dict()
+    assert any(not torch.equal(va, fp32[k]) for k, va in a.state_dict().items())
 
 
 def test_library_helpers_batch_prompts_of_different_lengths_like_single_prompts(world, tok, model):
