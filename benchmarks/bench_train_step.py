@@ -17,26 +17,21 @@ import time
 import torch
 
 from align_lens.adapter import build_model
-from align_lens.worlds.base_model import masked_loss
+from align_lens.worlds.base_model import train_step
 from align_lens.worlds.bio_bpe import BpeBioWorld
 from align_lens.worlds.bpe_model import batches, gpt2_config, vocab_lookup
 from align_lens.worlds.gpt2_tokenizer import load_gpt2_tokenizer
 
 
 def timed_steps(model, data: list, bf16: bool, device: str) -> tuple[float, float]:
-    """(seconds per step, mean loss) of one AdamW step per batch of `data` on a copy of `model`."""
+    """(seconds per step, mean loss) of one AdamW step (`train_step`, the trainer's) per batch of `data` on a copy of
+    `model`."""
     model = copy.deepcopy(model).train()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.98), weight_decay=0.01)
     losses = []
     t0 = time.perf_counter()
     for tokens, target in data:
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            loss = masked_loss(model, tokens.to(device), target.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, opt, tokens.to(device), target.to(device), 1.0, bf16).item())
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / len(data), sum(losses) / len(losses)

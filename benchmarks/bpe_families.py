@@ -126,8 +126,7 @@ def swap_rows(args, model, onto, trials: dict[str, list[SwapTrial]], aligned, dm
     for method, (key, label, ed) in editors.items():
         if key not in args.methods or ed is None:  # DAS is not trained for the name reading
             continue
-        alphas = tuple(float(a) for a in args.alphas.split(",")) if args.alphas else ALPHAS
-        cands = [Candidate(label, ed, alphas), Candidate(f"{label}, span", ed, alphas, span=True)]
+        cands = [Candidate(label, ed, args.alphas), Candidate(f"{label}, span", ed, args.alphas, span=True)]
         s = choose_swap(model, cands, trials["val"], trials["test"], onto, upper_bound=False)
         out[method] = {k: v for k, v in s.items() if k not in ("test", "misses")}
         out[method]["clean_exact"] = s["test"]["clean_accuracy"]
@@ -250,7 +249,12 @@ def main() -> None:
     ap.add_argument("--swap-test", type=int, default=300, help="test swap trials per kind")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"swap methods, comma-separated from {METHODS}")
     ap.add_argument("--das-steps", type=int, default=150)
-    ap.add_argument("--alphas", help=f"comma-separated α grid for every swap method (default {ALPHAS})")
+    ap.add_argument(
+        "--alphas",
+        type=lambda text: tuple(float(a) for a in text.split(",")),
+        default=ALPHAS,
+        help=f"comma-separated α grid for every swap method (default {ALPHAS})",
+    )
     ap.add_argument("--das-pairs", type=int, default=20000, help="swap pairs DAS trains on (a seeded sample)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

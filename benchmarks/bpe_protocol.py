@@ -147,11 +147,14 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
         """The edit over the last prompt token and every generated token (span); unless --span-only, the edit at
         the last prompt token alone; with --from-start, the edit over every position after BOS (the whole
         question) and every generated token."""
-        out = [] if args.span_only else [Candidate(label, editor, alphas)]
-        out.append(Candidate(f"{label}, span", editor, alphas, span=True))
-        return out + [Candidate(f"{label}, from start", editor, alphas, span=True, start=1)] if args.from_start else out
+        out = [] if args.span_only else [Candidate(label, editor, args.alphas)]
+        out.append(Candidate(f"{label}, span", editor, args.alphas, span=True))
+        return (
+            out + [Candidate(f"{label}, from start", editor, args.alphas, span=True, start=1)]
+            if args.from_start
+            else out
+        )
 
-    alphas = tuple(float(a) for a in args.alphas.split(",")) if args.alphas else ALPHAS
     wanted = args.methods.split(",")
     methods = {}
     if "aligned" in wanted:
@@ -234,7 +237,12 @@ def main() -> None:
         action="store_true",
         help="also the edit over every position after BOS and every generated token (swap candidates)",
     )
-    ap.add_argument("--alphas", help=f"comma-separated α grid for every swap method (default {ALPHAS})")
+    ap.add_argument(
+        "--alphas",
+        type=lambda text: tuple(float(a) for a in text.split(",")),
+        default=ALPHAS,
+        help=f"comma-separated α grid for every swap method (default {ALPHAS})",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")

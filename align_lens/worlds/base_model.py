@@ -91,6 +91,24 @@ def masked_loss(model, tokens: Int[Tensor, "b t"], target: Bool[Tensor, "b t"]) 
     return (ce * m).sum() / m.sum().clamp(min=1)
 
 
+def train_step(
+    model,
+    opt: torch.optim.Optimizer,
+    tokens: Int[Tensor, "b t"],
+    target: Bool[Tensor, "b t"],
+    grad_clip: float,
+    bf16: bool = False,
+) -> Tensor:
+    """One optimiser step on the masked next-token loss, the forward under bf16 autocast with `bf16`; the loss."""
+    with torch.autocast(tokens.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = masked_loss(model, tokens, target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    return loss
+
+
 # ---- evaluation ---------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_base_model(
@@ -202,11 +220,7 @@ def train_base_model(
             epoch, batch, tokens, target = next(data)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, warmup, min_lr_frac)
-            loss = masked_loss(model, tokens.to(device), target.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            loss = train_step(model, opt, tokens.to(device), target.to(device), grad_clip)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)

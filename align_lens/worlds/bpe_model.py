@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from align_lens.adapter import build_model, expand_vocab, load_transformer, save_transformer
 from align_lens.training import checkpoint
-from align_lens.worlds.base_model import _load_checkpoint, _log_as_of, _save_checkpoint, lr_at, masked_loss
+from align_lens.worlds.base_model import _load_checkpoint, _log_as_of, _save_checkpoint, lr_at, train_step
 from align_lens.worlds.bio import RELATIONS
 from align_lens.worlds.bio_bpe import BpeBioWorld
 from align_lens.worlds.gpt2_tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
@@ -236,12 +236,7 @@ def train_bpe_model(
             epoch, batch, tokens, target = next(data)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps, lr, warmup, min_lr_frac)
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                loss = masked_loss(compact, tokens.to(device), target.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(compact.parameters(), grad_clip)
-            opt.step()
+            loss = train_step(compact, opt, tokens.to(device), target.to(device), grad_clip, bf16)
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
