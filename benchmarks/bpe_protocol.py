@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bpe_protocol.py --model DIR [--hooks H1,H2 | --hooks all] [--out runs/bpe_protocol]
        [--val-items 10] [--test-items 170] [--methods aligned,diffmean,...] [--span-only] [--from-start]
-       [--alphas 0.5,1,1.5] [--quick]
+       [--alphas 0.5,1,1.5] [--align '{"weights.interchange": 3}'] [--das-span] [--quick]
 
 The ontology is the world's user-style JSONL (`BpeBioWorld.write_ontology`: multi-token answers, names as entities,
 prompts of many lengths) read back with `Ontology.from_jsonl`; its people are split into train / validation / test
@@ -13,9 +13,10 @@ phrasings in no split) and on the held-out people (never asked in training); EV 
 spliced exact accuracy (SAE in place of the activation at the last prompt token); swaps whose (mode, α) is chosen
 on the validation people (`choose_swap`; each edit at the last prompt token or over it and every generated
 token, `span`, or with --from-start over every position after BOS too) and reported on the test people with
-Wilson intervals, for aligned slots (delta, paper), DiffMean, DAS (rank 8), the Stage-1 best latents and, as the
-floor, random directions of the DiffMean directions' norms. Every answer is decoded greedily and scored exactly
-(every token, then a stop).
+Wilson intervals, for aligned slots (delta, paper), DiffMean, DAS (rank 8; --das-span: trained with the span
+edit), the Stage-1 best latents and, as the floor, random directions of the DiffMean directions' norms.
+`--align JSON` changes Stage-2 settings of the demo's defaults (`with_values` names, e.g. `{"weights.interchange":
+3, "interchange_span": true}`). Every answer is decoded greedily and scored exactly (every token, then a stop).
 Writes results.json (per hook) under --out and prints one markdown row per hook and method.
 """
 
@@ -44,7 +45,7 @@ from align_lens.evals.fidelity import fidelity, task_accuracy
 from align_lens.evals.selection import Candidate, choose_swap, of_people, people_split, restrict
 from align_lens.interventions.editors import ALPHAS, DirectionEditor, slot_editor
 from align_lens.ontology import Ontology
-from align_lens.training.config import AlignConfig, Runtime, Stage1Config
+from align_lens.training.config import AlignConfig, Runtime, Stage1Config, with_values
 from align_lens.training.stage1 import pretrain_sae
 from align_lens.training.stage2 import align
 from align_lens.worlds.bpe_model import load_bpe_world
@@ -104,6 +105,7 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
     tokens = gather_token_activations(model, [bios[n] for n in sorted(people["train"])] + questions, hook)
     train_last = gather_activations(model, [e.prompt for e in train_ex], hook, batch_size=256)
     s1_cfg, a_cfg = sae_configs(model, hook, args.stage1_steps, args.epochs, args.seed)
+    a_cfg = with_values(a_cfg, args.align)
     stage1 = pretrain_sae(torch.cat([tokens, train_last]), s1_cfg)
     aligned = align(stage1, train_ont, model=model, activations=train_last, unlabelled=tokens, config=a_cfg)
     lap("stage 2")
@@ -168,7 +170,8 @@ def run_hook(args, model, world, full, people, hook: str) -> dict:
         rand = rand / rand.norm(dim=-1, keepdim=True) * dm["means"].norm(dim=-1, keepdim=True)
         methods["random directions (floor)"] = candidates("random", DirectionEditor(rand, names, hook))
     if "das" in wanted:
-        das, _ = train_das(model, train_ex, train_last, names, hook, DASConfig(steps=args.das_steps, seed=args.seed))
+        das_cfg = DASConfig(steps=args.das_steps, span=args.das_span, seed=args.seed)
+        das, _ = train_das(model, train_ex, train_last, names, hook, das_cfg)
         methods["DAS rank 8"] = candidates("das", das)
     if "stage1" in wanted:
         methods["stage-1 best latents"] = candidates("delta", stage1_editor(stage1, best, hook))
@@ -226,6 +229,7 @@ def main() -> None:
     ap.add_argument("--val-items", type=int, default=10, help="base prompts per source concept for choosing α")
     ap.add_argument("--test-items", type=int, default=170, help="base prompts per source concept on test (× 5 swaps)")
     ap.add_argument("--das-steps", type=int, default=300)
+    ap.add_argument("--das-span", action="store_true", help="train DAS with the edit over the answer tokens too")
     ap.add_argument(
         "--methods",
         default=",".join(METHODS),
@@ -243,6 +247,7 @@ def main() -> None:
         default=ALPHAS,
         help=f"comma-separated α grid for every swap method (default {ALPHAS})",
     )
+    ap.add_argument("--align", type=json.loads, default={}, help="Stage-2 settings changed, as JSON (with_values)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes, to check the script runs")

@@ -6,10 +6,12 @@ into `--out`; `--table DIR ...` prints the plateau table of finished or running 
     python benchmarks/grokking_search.py --out runs/search/phi3_wd1 --n-train 6000 --weight-decay 1.0 --steps 10000
     python benchmarks/grokking_search.py --out runs/search/phi9_init4 --n-train 18000 --init-scale 4 --steps 10000
     python benchmarks/grokking_search.py --out runs/search/phi9_init8_cos --n-train 18000 --init-scale 8 --lr-final 0.1 --steps 20000
+    python benchmarks/grokking_search.py --out runs/search/small_phi7 --n-entities 50 --n-relations 10 --n-heldout 500 --n-train 3500 --steps 12000
     python benchmarks/grokking_search.py --table runs/search/*
 
 Plateau per setting as `align_lens.worlds.grokking.plateau` measures it (fit: train ≥ 0.99; rise: held-out > 0.2;
-goal: rise − fit ≥ 2 × fit, then grok: held-out ≥ 0.9). φ = training compositions per atomic fact.
+goal: rise − fit ≥ 2 × fit, then grok: held-out ≥ 0.9). φ = training compositions per atomic fact (entities ×
+relations atomic facts; the default world: 100 × 20).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def table(folders: list[str]) -> str:
         ratio = "–" if p["ratio"] is None else f"{p['ratio']:.1f}"
         lr = f"{s['lr']} → {s['lr_final']:g}×" if s.get("lr_final", 1.0) != 1.0 else s["lr"]
         lines.append(
-            f"| {path.name} | {s['n_train'] / 2000:.1f} | {s['weight_decay']} | {lr} | {s['d_model']} | {s.get('init_scale', 1.0)} "
+            f"| {path.name} | {s['n_train'] / (s.get('n_entities', 100) * s.get('n_relations', 20)):.1f} | {s['weight_decay']} | {lr} | {s['d_model']} | {s.get('init_scale', 1.0)} "
             f"| {last['step']} / {s['steps']} | {p['fit']} | {p['rise']} | {ratio} | {p['grok']} "
             f"| {last['train']:.3f} / {last['heldout']:.3f} / {last['ood']:.3f} |"
         )
@@ -50,7 +52,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", nargs="+", help="print the plateau table of these run folders and exit")
     ap.add_argument("--out")
-    ap.add_argument("--n-train", type=int, default=6000, help="training compositions (2,000 atomic facts)")
+    ap.add_argument("--n-train", type=int, default=6000, help="training compositions")
+    ap.add_argument("--n-entities", type=int, default=100)
+    ap.add_argument("--n-relations", type=int, default=20)
+    ap.add_argument("--n-heldout", type=int, default=2000, help="held-out compositions")
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d-model", type=int, default=64)
@@ -68,10 +73,29 @@ def main() -> None:
         return
     if not args.out:
         ap.error("--out is required unless --table is given")
-    world = make_two_hop_world(n_heldout=2000, phrasing="compact", n_train=args.n_train)
+    world = make_two_hop_world(
+        n_entities=args.n_entities,
+        n_relations=args.n_relations,
+        n_heldout=args.n_heldout,
+        phrasing="compact",
+        n_train=args.n_train,
+    )
     settings = {
         k: getattr(args, k)
-        for k in ("n_train", "weight_decay", "lr", "lr_final", "d_model", "n_layers", "init_scale", "steps", "seed")
+        for k in (
+            "n_entities",
+            "n_relations",
+            "n_heldout",
+            "n_train",
+            "weight_decay",
+            "lr",
+            "lr_final",
+            "d_model",
+            "n_layers",
+            "init_scale",
+            "steps",
+            "seed",
+        )
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "search.json").write_text(json.dumps(settings))

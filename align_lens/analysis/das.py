@@ -39,6 +39,9 @@ class DASConfig:
     batch_size: int = 64
     lr: float = 1e-2
     max_pairs: int | None = None  # a seeded sample of this many swap pairs to train on (None: every pair)
+    span: bool = (
+        False  # the interchange also over the answer tokens (the swaps' `span` edit), not only the last prompt token
+    )
     seed: int = 0
 
 
@@ -135,7 +138,7 @@ def train_das(
             def edit(h, h_src=h_src, src=src, tgt=tgt):
                 return subspace_interchange(h, h_src, bases(), src, tgt)
 
-            loss = patched_answer_loss(model, hook_name, toks, last, targets, edit)
+            loss = patched_answer_loss(model, hook_name, toks, last, targets, edit, config.span)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -193,6 +193,7 @@ ALIGN_OPTIONS = {  # AlignConfig field (dotted: nested block) → (flag, value t
     "optimiser.lr": ("--lr", positive_float, "learning rate"),
     "weights.decorrelation": ("--decorrelation-weight", None, "weight of the slot decorrelation loss"),
     "weights.silence": ("--silence-weight", None, "weight of slot silence on --texts tokens"),
+    "weights.interchange": ("--interchange-weight", None, "weight of the causal swap term (runs the model; 0: off)"),
     "patience": ("--patience", positive_int, "epochs without improvement before stopping"),
     "runtime.seed": ("--seed", None, ""),
     "checkpoint_dir": ("--checkpoint-dir", None, "save every epoch here; a rerun with the same settings resumes"),
@@ -216,6 +217,11 @@ def add_align(sub, common) -> None:
     for name, (flag, kind, text) in ALIGN_OPTIONS.items():
         option(a, AlignConfig, name, flag=flag, dest=flag_dest(flag), type=kind, help=text)
     a.add_argument("--freeze-free", action="store_true", help="train only the concept slots")
+    a.add_argument(
+        "--interchange-span",
+        action="store_true",
+        help="the swap term's edit also over the answer tokens (for multi-token answers and span swaps)",
+    )
     a.add_argument("--compile", action="store_true", help="torch.compile the loss terms (faster on a GPU)")
     a.add_argument("--store", type=Path, default=None, help=f"--texts only: {STORE_HELP}")
     a.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -235,7 +241,7 @@ def run_align(a: argparse.Namespace) -> int:
     values = {name: getattr(a, flag_dest(flag)) for name, (flag, _, _) in ALIGN_OPTIONS.items()}
     config = with_values(
         AlignConfig(hook_name=a.hook_name, binding=a.binding, init=a.init, train_free=not a.freeze_free),
-        values | {"compile": a.compile, "runtime.device": a.device},
+        values | {"compile": a.compile, "interchange_span": a.interchange_span, "runtime.device": a.device},
     )
     unlabelled = None
     if a.texts is not None:

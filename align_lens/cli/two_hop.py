@@ -155,14 +155,17 @@ def add_grokking(sub, common) -> None:
     option(g, GrokkingConfig, "steps", type=positive_int, help="training steps of the implicit model")
     option(g, GrokkingConfig, "lr", type=positive_float, help="learning rate of the implicit model")
     option(g, GrokkingConfig, "weight_decay", help="AdamW weight decay of the implicit model")
+    option(g, GrokkingConfig, "init_scale", type=positive_float, help="weight matrices × this at init")
     g.add_argument(
         "--world-train",
         type=positive_int,
-        help=f"training compositions (default: {GrokkingConfig.world_train}, φ = N / 2,000 atomic facts; "
-        "with --official: all 4,000)",
+        help=f"training compositions (default: {GrokkingConfig.world_train}, φ = N / (entities × relations) "
+        "atomic facts; with --official: all 4,000)",
     )
     option(g, GrokkingConfig, "checkpoint_every", type=positive_int, help="steps between analysed checkpoints")
     option(g, GrokkingConfig, "n_entities", type=positive_int, help="entities of the world")
+    option(g, GrokkingConfig, "n_relations", type=positive_int, help="relations of the world")
+    option(g, GrokkingConfig, "world_heldout", type=positive_int, help="held-out compositions of the world")
     g.add_argument(
         "--official",
         action="store_true",
@@ -193,8 +196,11 @@ def run_grokking(a: argparse.Namespace) -> int:
         checkpoint_every=a.checkpoint_every,
         lr=a.lr,
         weight_decay=a.weight_decay,
+        init_scale=a.init_scale,
         world_train=a.world_train or (None if a.official else GrokkingConfig.world_train),
         n_entities=a.n_entities,
+        n_relations=a.n_relations,
+        world_heldout=a.world_heldout,
         official=a.official,
         hook_name=a.hook,
         device=a.device,

@@ -115,6 +115,7 @@ class AlignConfig:
     batch_size: int = 256
     unlabelled_batch_size: int = 256
     interchange_batch_size: int = 32  # swap trials per step for the interchange term
+    interchange_span: bool = False  # the interchange edit also over the answer tokens (the swaps' `span` edit)
     patience: int | None = 5  # epochs without 0.1% improvement before stopping; None: never
     dtype: str = "float32"
     gather_batch_size: int = 128

@@ -57,13 +57,19 @@ def patched_answer_loss(
     last: Int[Tensor, " b"],
     targets: Int[Tensor, "b s"],
     edit: Callable[[Float[Tensor, "b d"]], Float[Tensor, "b d"]],
+    span: bool = False,
 ) -> Tensor:
     """Mean cross-entropy of the answer tokens with `edit` applied to the residual at `hook_name`, at each row's
-    last prompt token. Gradients flow into whatever `edit` closes over; the model's weights are not updated
-    here (freeze them, see `frozen`)."""
+    last prompt token (with `span`, there and at every later position: the answer tokens fed back, as the swap
+    hooks' `span` edit does while generating). Gradients flow into whatever `edit` closes over; the model's
+    weights are not updated here (freeze them, see `frozen`)."""
     ar = torch.arange(len(toks), device=toks.device)
 
     def hook_fn(x, hook):
+        if span:
+            later = torch.arange(x.shape[1], device=x.device)[None, :] >= last[:, None]
+            edited = torch.stack([edit(x[:, i]) for i in range(x.shape[1])], dim=1).to(x.dtype)
+            return torch.where(later[..., None], edited, x)
         x = x.clone()
         x[ar, last] = edit(x[ar, last]).to(x.dtype)
         return x
@@ -106,7 +112,8 @@ def swap_pairs(
 
 class InterchangeObjective:
     """Stage-2 causal term: with the delta slot edit z'_A = 0, z'_B = 1 (the value `mse_onehot` binding pins a slot
-    at) applied by the SAE being trained, the frozen model must answer the entity's B value.
+    at) applied by the SAE being trained (at the last prompt token, or with `span` over the answer too), the frozen
+    model must answer the entity's B value.
 
     `examples` are the labelled training examples (same order as the Stage-2 activations); each call draws
     `batch_size` random swap trials among them and returns the mean answer cross-entropy (differentiable in the
@@ -114,12 +121,19 @@ class InterchangeObjective:
     """
 
     def __init__(
-        self, model, hook_name: str, examples: Sequence[Example], names: Sequence[str], batch_size: int, seed: int
+        self,
+        model,
+        hook_name: str,
+        examples: Sequence[Example],
+        names: Sequence[str],
+        batch_size: int,
+        seed: int,
+        span: bool = False,
     ):
         from align_lens.interventions.trials import answer_lookup
 
         names = list(names)
-        self.model, self.hook_name, self.batch_size = model, hook_name, batch_size
+        self.model, self.hook_name, self.batch_size, self.span = model, hook_name, batch_size, span
         self.pairs = swap_pairs(examples, names, answer_lookup(examples))
         if not self.pairs:
             raise ValueError("interchange_weight > 0 needs training examples with entities and answers")
@@ -145,4 +159,4 @@ class InterchangeObjective:
             return h + delta @ aligned.W_dec
 
         with frozen(self.model):
-            return patched_answer_loss(self.model, self.hook_name, toks, last, targets, edit)
+            return patched_answer_loss(self.model, self.hook_name, toks, last, targets, edit, self.span)

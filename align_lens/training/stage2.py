@@ -147,7 +147,8 @@ class Stage2Trainer:
 
             train_ex, names = self.ontology.select("train"), self.ontology.names
             batch, seed = self.config.interchange_batch_size, self.config.runtime.seed
-            self.inter = InterchangeObjective(model, self.hook, train_ex, names, batch, seed)
+            span = self.config.interchange_span
+            self.inter = InterchangeObjective(model, self.hook, train_ex, names, batch, seed, span)
 
     def _optimiser(self) -> None:
         config, n = self.config, len(self.source)

@@ -48,6 +48,7 @@ class GrokkingConfig:
     checkpoint_every: int = 500
     lr: float = 2e-3
     weight_decay: float = 0.1
+    init_scale: float = 1.0  # weight matrices × this at init (Omnigrok's large initialisation)
     d_model: int = 64
     n_entities: int = 100
     n_relations: int = 20
@@ -111,6 +112,7 @@ def run_seed(cfg: GrokkingConfig, seed: int) -> list[dict[str, Any]]:
             steps=cfg.steps,
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
+            init_scale=cfg.init_scale,
             seed=seed,
             device=cfg.device,
             threads=cfg.threads,

@@ -259,6 +259,24 @@ def test_align_refuses_a_non_empty_out_and_keeps_it(usage_root, tmp_path, capsys
     assert (tmp_path / "x" / "keep").read_text() == "precious"
 
 
+def test_align_passes_the_interchange_options_to_stage_2(usage_root, tmp_path, monkeypatch):
+    import align_lens.training.stage2 as stage2
+
+    seen = []
+
+    def stop(sae, ontology, model=None, unlabelled=None, config=None):
+        seen.append(config)
+        raise KeyboardInterrupt  # the command stops ("interrupted") before anything is written
+
+    monkeypatch.setattr(stage2, "align", stop)
+    argv = ["align", "--model", str(usage_root / "model"), "--ontology", str(usage_root / "concepts.jsonl")]
+    argv += ["--sae", str(usage_root / "usage_stage1"), "--out", str(tmp_path / "x")]
+    for extra in ([], ["--interchange-weight", "3", "--interchange-span"]):
+        assert main([*argv, *extra]) != 0 and not (tmp_path / "x").exists()
+    assert (seen[0].weights.interchange, seen[0].interchange_span) == (AlignConfig().weights.interchange, False)
+    assert (seen[1].weights.interchange, seen[1].interchange_span) == (3.0, True)
+
+
 TWO_HOP_WORK = {  # command → (module, function) it would run, and options it would accept
     "train-two-hop": ("align_lens.worlds.two_hop_model", "train_two_hop_model", ["--steps", "1"]),
     "two-hop-study": ("align_lens.worlds.two_hop_study", "run_two_hop_study", ["--swap-items", "1"]),
@@ -298,8 +316,8 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
     c = GrokkingConfig()
     for flag, field in (("steps", "steps"), ("lr", "lr"), ("checkpoint_every", "checkpoint_every")):
         assert getattr(g, flag) == getattr(c, field), flag
-    for flag, field in (("weight_decay", "weight_decay"), ("n_entities", "n_entities")):
-        assert getattr(g, flag) == getattr(c, field), flag
+    for flag in ("weight_decay", "init_scale", "n_entities", "n_relations", "world_heldout"):
+        assert getattr(g, flag) == getattr(c, flag), flag
     assert g.world_train is None and not g.official  # None: the config's 18,000, or all 4,000 with --official
     assert g.hook == c.hook_name and g.seeds is None and not g.quick  # None: the config's seeds (3 of them)
     assert len(c.seeds) >= 3

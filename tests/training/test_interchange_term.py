@@ -64,3 +64,51 @@ def test_align_records_the_interchange_term_and_needs_the_model(trained):
     assert all(
         "interchange" not in s for s in align(sae, ont, activations=trained["train_acts"], config=quick).history.steps
     )
+
+
+def test_span_edit_covers_the_last_prompt_token_and_the_answer(trained):
+    from align_lens.adapter import EditSite, run_with_hooks
+    from align_lens.training.interchange import patched_answer_loss
+
+    model, hook = trained["model"], trained["hook"]
+    ex = trained["ontology"].select("train")[:3]
+    toks, last, targets, _ = CounterfactualBatch(model, [e.prompt for e in ex], [e.answer for e in ex]).rows(
+        [0, 1, 2], "cpu"
+    )
+    v = 3.0 * torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+
+    def shift_from_last(x, hook):
+        later = torch.arange(x.shape[1])[None, :] >= last[:, None]
+        return x + later[..., None] * v
+
+    logits = run_with_hooks(model, toks, [(EditSite(hook), shift_from_last)])
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    span = patched_answer_loss(model, hook, toks, last, targets, lambda h: h + v, span=True)
+    at_last = patched_answer_loss(model, hook, toks, last, targets, lambda h: h + v)
+    torch.testing.assert_close(span, expected)
+    assert not torch.isclose(span, at_last)  # the answer positions were edited too
+
+
+def test_das_and_the_stage2_term_pass_their_span_option_to_the_loss(trained, monkeypatch):
+    import align_lens.analysis.das as das
+    import align_lens.training.interchange as interchange
+    from align_lens import AlignConfig, OptimiserConfig, Runtime, align
+    from align_lens.analysis.das import DASConfig, train_das
+    from align_lens.training.config import with_values
+
+    spans = []
+    real = interchange.patched_answer_loss
+
+    def recording(*args, **kwargs):
+        spans.append(kwargs.get("span", args[6] if len(args) > 6 else False))
+        return real(*args, **kwargs)
+
+    for module in (das, interchange):
+        monkeypatch.setattr(module, "patched_answer_loss", recording)
+    model, ont, hook, acts = trained["model"], trained["ontology"], trained["hook"], trained["train_acts"]
+    quick = AlignConfig(steps=2, optimiser=OptimiserConfig(warmup_steps=1), runtime=Runtime(progress=False))
+    for span in (False, True):
+        train_das(model, ont.select("train"), acts, ont.names, hook, DASConfig(steps=2, span=span))
+        cfg = with_values(quick, {"weights.interchange": 1.0, "interchange_batch_size": 4, "interchange_span": span})
+        align(trained["sae"], ont, model=model, activations=acts, config=cfg)
+    assert spans == [False] * 4 + [True] * 4  # two DAS steps, then two Stage-2 steps, per setting

@@ -123,3 +123,24 @@ def test_official_config_builds_the_layered_world():
     assert not world_of(GrokkingConfig()).layered and len(world_of(GrokkingConfig()).splits["train"]) == 18000
     with pytest.raises(ValueError, match="world leaves 4000"):
         world_of(GrokkingConfig(official=True))  # the random world's 18,000 default does not fit
+
+
+def test_each_seed_trains_with_the_configs_schedule_and_initialisation(tmp_path, monkeypatch):
+    seen = {}
+
+    def stop(world, out_dir, fmt, **settings):
+        seen.update(settings, n_facts=len(world.facts), fmt=fmt)
+        raise RuntimeError("stopped before training")
+
+    monkeypatch.setattr(grokking, "train_two_hop_model", stop)
+    cfg = replace(TINY, out_dir=str(tmp_path), init_scale=4.0, weight_decay=0.03, lr=1e-3, steps=70)
+    with pytest.raises(RuntimeError, match="stopped"):
+        grokking.run_seed(cfg, seed=5)
+    assert (seen["init_scale"], seen["weight_decay"], seen["lr"], seen["steps"], seen["seed"]) == (
+        4.0,
+        0.03,
+        1e-3,
+        70,
+        5,
+    )
+    assert seen["n_facts"] == 10 * 3 and seen["fmt"] == "implicit"
