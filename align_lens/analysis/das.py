@@ -39,9 +39,7 @@ class DASConfig:
     batch_size: int = 64
     lr: float = 1e-2
     max_pairs: int | None = None  # a seeded sample of this many swap pairs to train on (None: every pair)
-    span: bool = (
-        False  # the interchange also over the answer tokens (the swaps' `span` edit), not only the last prompt token
-    )
+    span: bool = False  # the interchange also over the answer tokens (the swaps' `span` edit)
     seed: int = 0
 
 

@@ -66,10 +66,12 @@ def patched_answer_loss(
     ar = torch.arange(len(toks), device=toks.device)
 
     def hook_fn(x, hook):
-        if span:
-            later = torch.arange(x.shape[1], device=x.device)[None, :] >= last[:, None]
-            edited = torch.stack([edit(x[:, i]) for i in range(x.shape[1])], dim=1).to(x.dtype)
-            return torch.where(later[..., None], edited, x)
+        if span:  # edit only from the earliest last prompt token on; each row keeps its own prompt unedited
+            start = int(last.min())
+            positions = torch.arange(start, x.shape[1], device=x.device)
+            edited = torch.stack([edit(x[:, i]) for i in positions.tolist()], dim=1).to(x.dtype)
+            later = (positions[None, :] >= last[:, None])[..., None]
+            return torch.cat([x[:, :start], torch.where(later, edited, x[:, start:])], dim=1)
         x = x.clone()
         x[ar, last] = edit(x[ar, last]).to(x.dtype)
         return x

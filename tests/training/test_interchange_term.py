@@ -67,14 +67,17 @@ def test_align_records_the_interchange_term_and_needs_the_model(trained):
 
 
 def test_span_edit_covers_the_last_prompt_token_and_the_answer(trained):
-    from align_lens.adapter import EditSite, run_with_hooks
+    from align_lens.adapter import EditSite, answer_tokens, run_with_hooks
     from align_lens.training.interchange import patched_answer_loss
 
     model, hook = trained["model"], trained["hook"]
-    ex = trained["ontology"].select("train")[:3]
+    multi = [e for e in trained["ontology"].examples if e.answer and len(answer_tokens(model, e.answer)) > 1]
+    by_length = {len(e.prompt.split()): e for e in multi}
+    ex = [by_length[n] for n in sorted(by_length)[:3]]  # prompts of different lengths: each row's own last token
     toks, last, targets, _ = CounterfactualBatch(model, [e.prompt for e in ex], [e.answer for e in ex]).rows(
         [0, 1, 2], "cpu"
     )
+    assert len(set(last.tolist())) == 3
     v = 3.0 * torch.randn(model.cfg.d_model, generator=torch.Generator().manual_seed(0))
 
     def shift_from_last(x, hook):
