@@ -1,12 +1,14 @@
 """Search for a grokking plateau in the implicit two-hop format (issue 21, item 1).
 
 One call trains one setting (`train_two_hop_model`, implicit format, compact phrasing, 1 thread: bit-reproducible)
-into `--out`; `--table DIR ...` prints the plateau table of finished or running settings from their train logs.
+into `--out`; the same call with a larger `--steps` extends a finished constant-lr run. `--table DIR ...` prints the
+plateau table of finished or running settings from their train logs.
 
     python benchmarks/grokking_search.py --out runs/search/phi3_wd1 --n-train 6000 --weight-decay 1.0 --steps 10000
     python benchmarks/grokking_search.py --out runs/search/phi9_init4 --n-train 18000 --init-scale 4 --steps 10000
     python benchmarks/grokking_search.py --out runs/search/phi9_init8_cos --n-train 18000 --init-scale 8 --lr-final 0.1 --steps 20000
     python benchmarks/grokking_search.py --out runs/search/small_phi7 --n-entities 50 --n-relations 10 --n-heldout 500 --n-train 3500 --steps 12000
+    python benchmarks/grokking_search.py --out runs/search/small_phi4_init1 --n-entities 50 --n-relations 10 --n-heldout 500 --n-train 2000 --steps 30000
     python benchmarks/grokking_search.py --table runs/search/*
 
 Plateau per setting as `align_lens.worlds.grokking.plateau` measures it (fit: train ≥ 0.99; rise: held-out > 0.2;

@@ -152,7 +152,13 @@ def add_grokking(sub, common) -> None:
         dest="model",
         help="implicit model folder with checkpoints (one seed); omit to train one per seed",
     )
-    option(g, GrokkingConfig, "steps", type=positive_int, help="training steps of the implicit model")
+    option(
+        g,
+        GrokkingConfig,
+        "steps",
+        type=positive_int,
+        help="training steps of the implicit model (more than a trained seed has: extends it)",
+    )
     option(g, GrokkingConfig, "lr", type=positive_float, help="learning rate of the implicit model")
     option(g, GrokkingConfig, "weight_decay", help="AdamW weight decay of the implicit model")
     option(g, GrokkingConfig, "init_scale", type=positive_float, help="weight matrices × this at init")
@@ -163,6 +169,13 @@ def add_grokking(sub, common) -> None:
         "atomic facts; with --official: all 4,000)",
     )
     option(g, GrokkingConfig, "checkpoint_every", type=positive_int, help="steps between analysed checkpoints")
+    g.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=GrokkingConfig.eval_every,
+        help="steps between accuracy evaluations, whose log gives the plateau (a divisor of --checkpoint-every; "
+        f"default: {GrokkingConfig.eval_every or 'the checkpoint interval'})",
+    )
     option(g, GrokkingConfig, "n_entities", type=positive_int, help="entities of the world")
     option(g, GrokkingConfig, "n_relations", type=positive_int, help="relations of the world")
     option(g, GrokkingConfig, "world_heldout", type=positive_int, help="held-out compositions of the world")
@@ -194,6 +207,7 @@ def run_grokking(a: argparse.Namespace) -> int:
         seeds=tuple(a.seeds or ((0,) if a.model else GrokkingConfig.seeds)),
         steps=a.steps,
         checkpoint_every=a.checkpoint_every,
+        eval_every=a.eval_every,
         lr=a.lr,
         weight_decay=a.weight_decay,
         init_scale=a.init_scale,

@@ -1,10 +1,11 @@
 """The grokking diagnostic: how readers and edits of the bridge entity track a model's generalisation.
 
 An implicit-format two-hop model (prompt `Q: e1 r1 r2 A:`, answer e3: the bridge e2 is never written) is trained
-with a checkpoint every `checkpoint_every` steps, once per seed. At each checkpoint its train / held-out / OOD
-composition accuracy is logged, and `grokking_checkpoint.diagnose` fits every reader (aligned slots, a probe,
-DiffMean, the Stage-1 SAE's best latent, aligned slots on shuffled labels) on TRAINING questions, scores them on
-HELD-OUT compositions, and swaps the bridge entity to test whether the answer follows it. Unlike the official
+with a checkpoint every `checkpoint_every` steps, once per seed. Its train / held-out / OOD composition accuracy is
+logged every `eval_every` steps (the plateau is measured on that log), and at each checkpoint
+`grokking_checkpoint.diagnose` fits every reader (aligned slots, a probe, DiffMean, the Stage-1 SAE's best latent,
+aligned slots on shuffled labels) on TRAINING questions, scores them on HELD-OUT compositions, and swaps the bridge
+entity to test whether the answer follows it. Unlike the official
 analysis (a separate SAE per epoch scored on its own training items, no accuracy per epoch), every number is
 out-of-sample and lined up against the model's own generalisation, per seed, with the spread over seeds.
 
@@ -32,7 +33,7 @@ from align_lens.worlds.two_hop_model import LOG_FILE, WORLD_FILE, checkpoint_ste
 
 ACCURACY = ("train", "heldout", "ood")
 # `align-lens grokking --quick`: one seed, a shorter schedule (docs/two_hop.md)
-QUICK: dict[str, Any] = {"seeds": (0,), "steps": 4000, "checkpoint_every": 500}
+QUICK: dict[str, Any] = {"seeds": (0,), "steps": 4000, "checkpoint_every": 500}  # the fit and the plateau's start
 ROWS_FILE = "rows.jsonl"
 STAMP_FILE = "diagnostic.json"
 
@@ -44,22 +45,19 @@ class GrokkingConfig:
     out_dir: str = "runs/grokking"
     model_dir: str | None = None  # an implicit model with checkpoints (one seed only); None: train per seed
     seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 10000
-    checkpoint_every: int = 500
+    steps: int = 30000
+    checkpoint_every: int = 2000  # steps between diagnosed checkpoints
+    eval_every: int | None = 250  # steps between accuracy evaluations in the training log (None: checkpoint_every)
     lr: float = 2e-3
     weight_decay: float = 0.1
     init_scale: float = 1.0  # weight matrices × this at init (Omnigrok's large initialisation)
     d_model: int = 64
-    n_entities: int = 100
-    n_relations: int = 20
+    n_entities: int = 50
+    n_relations: int = 10
     world_seed: int = 0
-    official: bool = (
-        False  # the official layered 20/20/20 world (4,000 / 4,000 split; n_entities, world_heldout unused)
-    )
-    world_heldout: int = 2000  # held-out compositions of the world
-    world_train: int | None = (
-        18000  # training compositions (None: all the others); φ = world_train / 2,000 atomic facts
-    )
+    official: bool = False  # the official layered 20/20/20 world (4,000 / 4,000 split; world size fields unused)
+    world_heldout: int = 500  # held-out compositions of the world
+    world_train: int | None = 2000  # training compositions (None: all the others); φ = 2,000 / 500 atomic facts = 4
     phrasing: str = "compact"  # "Q: e1 r1 r2 A:" (about half the training cost of the natural frames)
     hook_name: str = "blocks.2.hook_resid_post"
     n_train: int = 2000  # training questions for the readers
@@ -91,14 +89,21 @@ def plateau(steps: list[int], train: list[float], heldout: list[float]) -> dict[
 
 
 def world_of(cfg: GrokkingConfig) -> TwoHopWorld:
-    kw = {"seed": cfg.world_seed, "n_relations": cfg.n_relations, "n_train": cfg.world_train, "phrasing": cfg.phrasing}
+    kw = {"seed": cfg.world_seed, "n_train": cfg.world_train, "phrasing": cfg.phrasing}
     if cfg.official:
         return make_two_hop_world(official=True, **kw)
-    return make_two_hop_world(n_entities=cfg.n_entities, n_heldout=cfg.world_heldout, **kw)
+    return make_two_hop_world(n_entities=cfg.n_entities, n_relations=cfg.n_relations, n_heldout=cfg.world_heldout, **kw)
 
 
-def run_seed(cfg: GrokkingConfig, seed: int) -> list[dict[str, Any]]:
-    """Train (or load) one seed's model and diagnose each analysed checkpoint not yet in its `rows.jsonl`."""
+def run_seed(cfg: GrokkingConfig, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train (or load) one seed's model and diagnose each analysed checkpoint not yet in its `rows.jsonl`; returns
+    the diagnosed rows and the model's accuracy log (every evaluation its training logged)."""
+    every = cfg.eval_every or cfg.checkpoint_every
+    if cfg.checkpoint_every % every:
+        raise ValueError(
+            f"checkpoint_every ({cfg.checkpoint_every}) must be a multiple of eval_every ({every}): every diagnosed "
+            "checkpoint needs its logged accuracy"
+        )
     folder = Path(cfg.out_dir) / f"seed_{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     model_dir = Path(cfg.model_dir) if cfg.model_dir else folder / "model"
@@ -117,11 +122,12 @@ def run_seed(cfg: GrokkingConfig, seed: int) -> list[dict[str, Any]]:
             device=cfg.device,
             threads=cfg.threads,
             checkpoint_every=cfg.checkpoint_every,
-            eval_every=cfg.checkpoint_every,
+            eval_every=every,
             progress=cfg.progress,
         )
     world, log = _trained_run(model_dir)
-    stamp = fingerprint(asdict(cfg), exclude={"out_dir", "seeds", "progress"}, seed=seed)
+    # what a diagnosed row depends on; a checkpoint's weights do not depend on `steps` (constant lr)
+    stamp = fingerprint(asdict(cfg), exclude={"out_dir", "seeds", "progress", "eval_every", "steps"}, seed=seed)
     rows = _cached_rows(folder, stamp)
     done = {r["step"] for r in rows}
     saved = checkpoint_steps(model_dir)
@@ -138,7 +144,8 @@ def run_seed(cfg: GrokkingConfig, seed: int) -> list[dict[str, Any]]:
         rows.append(row | diagnose(model, world, cfg, seed))
         with (folder / ROWS_FILE).open("a") as f:
             f.write(strict_json(rows[-1], indent=None) + "\n")
-    return sorted((r for r in rows if r["step"] in todo), key=lambda r: r["step"])
+    accuracy = [{"step": st} | {k: r.get(k, float("nan")) for k in ACCURACY} for st, r in sorted(log.items())]
+    return sorted((r for r in rows if r["step"] in todo), key=lambda r: r["step"]), accuracy
 
 
 def _cached_rows(folder: Path, stamp: dict) -> list[dict[str, Any]]:
@@ -164,11 +171,13 @@ def bands(per_seed: dict[int, list[dict[str, Any]]]) -> dict[str, dict[str, list
     return out
 
 
-def crossings(rows: list[dict[str, Any]]) -> dict[str, int | None]:
-    """First steps of: train ≥ 0.99, held-out ≥ 0.5 / 0.9, each reader's binding ≥ 0.9, each swap ≥ 0.5."""
+def crossings(rows: list[dict[str, Any]], accuracy: list[dict[str, Any]]) -> dict[str, int | None]:
+    """First steps of: train ≥ 0.99, held-out ≥ 0.5 / 0.9 (in the `accuracy` log), each reader's binding ≥ 0.9
+    and each swap ≥ 0.5 (in the diagnosed `rows`)."""
+    at = [r["step"] for r in accuracy]
+    out = {"train>=0.99": crossing(at, [r["train"] for r in accuracy], 0.99)}
+    out |= {f"heldout>={t}": crossing(at, [r["heldout"] for r in accuracy], t) for t in (0.5, 0.9)}
     steps = [r["step"] for r in rows]
-    out = {"train>=0.99": crossing(steps, [r["train"] for r in rows], 0.99)}
-    out |= {f"heldout>={t}": crossing(steps, [r["heldout"] for r in rows], t) for t in (0.5, 0.9)}
     for k in [k for k in rows[0] if "." in k and not k.endswith(".alpha") or k in SERIES]:
         t = 0.5 if k.startswith("swap.") else 0.9
         out[f"{k}>={t}"] = crossing(steps, [r[k] for r in rows], t)
@@ -186,7 +195,8 @@ def run_grokking(cfg: GrokkingConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     try:
-        per_seed = {s: run_seed(cfg, s) for s in cfg.seeds}
+        runs = {s: run_seed(cfg, s) for s in cfg.seeds}
+        per_seed = {s: rows for s, (rows, _) in runs.items()}
         world, _ = _trained_run(
             Path(cfg.model_dir) if cfg.model_dir else Path(cfg.out_dir) / f"seed_{next(iter(per_seed))}" / "model"
         )
@@ -196,12 +206,14 @@ def run_grokking(cfg: GrokkingConfig) -> dict[str, Any]:
             "seeds": {
                 s: {
                     "rows": rows,
-                    "crossings": crossings(rows),
-                    "plateau": plateau(*([r[k] for r in rows] for k in ("step", "train", "heldout"))),
+                    "accuracy": accuracy,
+                    "crossings": crossings(rows, accuracy),
+                    "plateau": plateau(*([r[k] for r in accuracy] for k in ("step", "train", "heldout"))),
                 }
-                for s, rows in per_seed.items()
+                for s, (rows, accuracy) in runs.items()
             },
             "bands": bands(per_seed),
+            "accuracy_bands": bands({s: accuracy for s, (_, accuracy) in runs.items()}),
             "wall_s": round(time.time() - t0, 1),
         }
         out = Path(cfg.out_dir)
@@ -230,7 +242,7 @@ def grokking_figure(record: dict[str, Any]):
     (at the answer position for the natural phrasing), and the swap-follows-bridge rate of each edit."""
     from plotly.subplots import make_subplots
 
-    b = record["bands"]
+    b = record["bands"] | record["accuracy_bands"]  # accuracy at every logged evaluation, not only checkpoints
     bridge = "bridge_entity_at_r1" if "bridge_entity_at_r1" in b else "bridge_entity"
     titles = (
         "model accuracy (exact)",

@@ -171,7 +171,8 @@ def train_two_hop_model(
     `resume=True` continues from the newest step_XXXXXX.pt: the same final weights and log rows as an uninterrupted
     run (bit-identical on the same device and `threads`; `wall_s` counts on). `init_scale` multiplies every weight
     matrix (embeddings included; not biases or LayerNorm) at initialisation, Omnigrok's lever for a memorise-first
-    regime. A checkpoint written for other settings (world, format, model size, steps, lr, warmup, weight decay,
+    regime. With a constant lr (`lr_final` 1) a finished or interrupted run is extended by resuming it with more
+    `steps`. A checkpoint written for other settings (world, format, model size, steps, lr, warmup, weight decay,
     batch, atomic share, init scale, final lr, seed, eval_every, eval_n) is refused with a ValueError naming them, before
     anything in `out_dir` is written. Starting afresh (`resume=False`, or no resumable checkpoint) replaces the
     folder's log and checkpoints. `threads` applies to this call only.
@@ -294,6 +295,9 @@ def _resume_state(ckpt_dir: Path, settings: dict) -> dict | None:
     if not ckpts:
         return None
     state = checkpoint.load(ckpts[-1])
+    found, now = state["meta"]["settings"], settings["settings"]
+    if "lr_final" not in now and "lr_final" not in found and state["step"] <= now["steps"]:
+        found["steps"] = now["steps"]  # a constant lr does not depend on `steps`: a longer run extends this one
     try:
         checkpoint.check_fingerprint(state["meta"], settings, ckpts[-1])
     except ValueError as e:

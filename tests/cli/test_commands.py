@@ -318,7 +318,8 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
         assert getattr(g, flag) == getattr(c, field), flag
     for flag in ("weight_decay", "init_scale", "n_entities", "n_relations", "world_heldout"):
         assert getattr(g, flag) == getattr(c, flag), flag
-    assert g.world_train is None and not g.official  # None: the config's 18,000, or all 4,000 with --official
+    assert g.world_train is None and not g.official  # None: the config's 2,000, or all 4,000 with --official
+    assert g.eval_every == c.eval_every
     assert g.hook == c.hook_name and g.seeds is None and not g.quick  # None: the config's seeds (3 of them)
     assert len(c.seeds) >= 3
     assert g.threads == GrokkingConfig().threads == 1
@@ -339,7 +340,7 @@ def test_two_hop_commands_take_debug_and_read_their_defaults_from_the_library():
 
 @pytest.mark.parametrize(
     ("options", "expected"),
-    [([], (False, 18000)), (["--official"], (True, None)), (["--official", "--world-train", "1000"], (True, 1000))],
+    [([], (False, 2000)), (["--official"], (True, None)), (["--official", "--world-train", "1000"], (True, 1000))],
 )
 def test_grokking_official_takes_the_layered_world_and_all_its_compositions(tmp_path, monkeypatch, options, expected):
     import align_lens.worlds.grokking as grokking

@@ -1,6 +1,7 @@
 """Grokking diagnostic: plateau and crossings, bridge-swap trials, and seconds-long runs over a tiny world."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -30,6 +31,7 @@ TINY = GrokkingConfig(
     seeds=(0,),
     steps=10,
     checkpoint_every=10,
+    eval_every=5,
     n_entities=10,
     n_relations=3,
     world_heldout=20,
@@ -65,7 +67,11 @@ def test_run_writes_every_reader_and_swap_per_checkpoint_and_seed(record):
             for series in ("bridge_entity", "bridge_entity_at_r1"):
                 for m in SWAP_METHODS:
                     assert 0.0 <= row[swap_key(series, m)] <= 1.0 and row[swap_key(series, m) + ".alpha"] in (1.0, 3.0)
-        assert set(r["plateau"]) == {"fit", "rise", "grok", "plateau", "ratio"}
+        assert [a["step"] for a in r["accuracy"]] == [0, 5, 10]  # every logged evaluation, between checkpoints too
+        for row in r["rows"]:
+            a = next(a for a in r["accuracy"] if a["step"] == row["step"])
+            assert (a["train"], a["heldout"], a["ood"]) == (row["train"], row["heldout"], row["ood"])
+        assert r["plateau"] == plateau(*([a[k] for a in r["accuracy"]] for k in ("step", "train", "heldout")))
         assert {"train>=0.99", "heldout>=0.9", "bridge_entity.probe>=0.9", "swap.bridge_entity.aligned>=0.5"} <= set(
             r["crossings"]
         )
@@ -94,6 +100,20 @@ def test_seeds_differ_and_a_rerun_is_bit_identical_and_resumes(record, tmp_path,
 
 
 @pytest.mark.slow  # trains two-hop models for two seeds (the module fixture)
+def test_more_steps_extend_a_seed_and_diagnose_only_the_new_checkpoints(record, tmp_path, monkeypatch):
+    out, rec = record
+    shutil.copytree(out / "seed_0", tmp_path / "seed_0")
+    seen = []
+    diagnose = grokking.diagnose
+    monkeypatch.setattr(grokking, "diagnose", lambda model, *a: seen.append(model) or diagnose(model, *a))
+    longer = run_grokking(replace(TINY, out_dir=str(tmp_path), seeds=(0,), steps=20))
+    assert len(seen) == 1  # step 20 only: steps 0 and 10 come from the cache
+    rows = longer["seeds"][0]["rows"]
+    assert [r["step"] for r in rows] == [0, 10, 20] and rows[:2] == rec["seeds"][0]["rows"]
+    assert [a["step"] for a in longer["seeds"][0]["accuracy"]] == [0, 5, 10, 15, 20]
+
+
+@pytest.mark.slow  # trains two-hop models for two seeds (the module fixture)
 def test_figure_has_four_panels_with_bands(record):
     _, rec = record
     fig = grokking_figure(rec)
@@ -101,7 +121,15 @@ def test_figure_has_four_panels_with_bands(record):
     assert "heldout compositions" in names and "relation step1" in names and "bridge entity at r1 shuffled" in names
     assert "swap aligned @ r1" in names and "swap random @ answer" in names and "probe" in names
     assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4"}
+    held = next(t for t in fig.data if t.name == "heldout compositions")
+    assert list(held.x) == [0, 5, 10]  # accuracy at every logged evaluation
     assert sum(1 for t in fig.data if t.fill == "toself") == sum(1 for t in fig.data if t.name)
+
+
+def test_checkpoints_between_evaluations_are_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(grokking, "train_two_hop_model", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=r"checkpoint_every \(10\) must be a multiple of eval_every \(4\)"):
+        grokking.run_seed(replace(TINY, out_dir=str(tmp_path), eval_every=4), seed=0)
 
 
 def test_loading_a_model_folder_without_logged_checkpoints_fails(tmp_path):
@@ -120,9 +148,11 @@ def test_official_config_builds_the_layered_world():
     w = world_of(GrokkingConfig(official=True, world_train=None, phrasing="compact"))
     assert w.layered and len(w.splits["train"]) == len(w.splits["heldout"]) == 4000
     assert len(world_of(GrokkingConfig(official=True, world_train=1000)).splits["train"]) == 1000
-    assert not world_of(GrokkingConfig()).layered and len(world_of(GrokkingConfig()).splits["train"]) == 18000
+    default = world_of(GrokkingConfig())
+    assert not default.layered and len(default.splits["train"]) == 2000 and len(default.facts) == 50 * 10
+    assert len(w.relations) == 20  # the official world keeps its 20 relations whatever the random world's default
     with pytest.raises(ValueError, match="world leaves 4000"):
-        world_of(GrokkingConfig(official=True))  # the random world's 18,000 default does not fit
+        world_of(GrokkingConfig(official=True, world_train=5000))
 
 
 def test_each_seed_trains_with_the_configs_schedule_and_initialisation(tmp_path, monkeypatch):
@@ -144,3 +174,4 @@ def test_each_seed_trains_with_the_configs_schedule_and_initialisation(tmp_path,
         5,
     )
     assert seen["n_facts"] == 10 * 3 and seen["fmt"] == "implicit"
+    assert (seen["eval_every"], seen["checkpoint_every"]) == (5, 10)

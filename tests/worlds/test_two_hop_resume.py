@@ -1,6 +1,7 @@
 """Resuming an interrupted two-hop training run: same weights and log rows as an uninterrupted run."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -92,9 +93,9 @@ def test_checkpoint_of_other_settings_is_refused_and_nothing_is_lost(world, tmp_
     with pytest.raises(ValueError, match=r"world.n_entities \(checkpoint: 8, now: 9\).*Delete the checkpoint"):
         train_two_hop_model(other, tmp_path, "implicit", **TINY)
     with pytest.raises(
-        ValueError, match=r"settings.seed \(checkpoint: 0, now: 1\); settings.steps \(checkpoint: 12, now: 13\)"
-    ):
-        train_two_hop_model(world, tmp_path, "implicit", **TINY | {"seed": 1, "steps": 13})
+        ValueError, match=r"settings.seed \(checkpoint: 0, now: 1\); settings.steps \(checkpoint: 12, now: 4\)"
+    ):  # fewer steps than the checkpoint has trained: not an extension
+        train_two_hop_model(world, tmp_path, "implicit", **TINY | {"seed": 1, "steps": 4})
     after = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     assert after == before
 
@@ -147,3 +148,23 @@ def test_lr_final_decays_the_lr_by_a_cosine_and_is_part_of_the_fingerprint(world
     assert thm.load_two_hop_meta(tmp_path)["lr_final"] == 0.1
     with pytest.raises(ValueError, match=r"settings.lr_final \(checkpoint: 0.1, now: 0.5\)"):
         train_two_hop_model(world, tmp_path, "implicit", **TINY | {"lr_final": 0.5})
+
+
+def test_a_finished_constant_lr_run_extends_to_more_steps_as_if_uninterrupted(world, uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    longer = TINY | {"steps": 20}
+    straight = train_two_hop_model(world, tmp_path / "straight", "implicit", **longer)
+    for name in ("checkpoints", LOG_FILE):
+        src, dst = out / name, tmp_path / "extended" / name
+        dst.parent.mkdir(exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    extended = train_two_hop_model(world, tmp_path / "extended", "implicit", **longer)  # resumes the 12-step run
+    assert_same_weights(straight, extended)
+    assert rows(tmp_path / "extended") == rows(tmp_path / "straight")
+    assert thm.load_two_hop_meta(tmp_path / "extended")["final"]["step"] == 20
+
+
+def test_a_cosine_run_does_not_extend(world, tmp_path):
+    train_two_hop_model(world, tmp_path, "implicit", **TINY | {"lr_final": 0.1})
+    with pytest.raises(ValueError, match=r"settings.steps \(checkpoint: 12, now: 20\)"):
+        train_two_hop_model(world, tmp_path, "implicit", **TINY | {"lr_final": 0.1, "steps": 20})
