@@ -5,9 +5,9 @@ with a checkpoint every `checkpoint_every` steps, once per seed. Its train / hel
 logged every `eval_every` steps (the plateau is measured on that log), and at each checkpoint
 `grokking_checkpoint.diagnose` fits every reader (aligned slots, a probe, DiffMean, the Stage-1 SAE's best latent,
 aligned slots on shuffled labels) on TRAINING questions, scores them on HELD-OUT compositions, and swaps the bridge
-entity to test whether the answer follows it. Unlike the official
-analysis (a separate SAE per epoch scored on its own training items, no accuracy per epoch), every number is
-out-of-sample and lined up against the model's own generalisation, per seed, with the spread over seeds.
+entity to test whether the answer follows it. Unlike the official analysis (a separate SAE per epoch scored on its
+own training items, no accuracy per epoch), every number is out-of-sample and lined up against the model's own
+generalisation, per seed, with the spread over seeds.
 
 Each seed lives in `out_dir/seed_<s>/` (its model, unless `model_dir` is given, and `rows.jsonl`, one line per
 analysed checkpoint): an interrupted run resumes, and seeds run in separate processes into the same `out_dir` are
