@@ -169,12 +169,12 @@ def add_grokking(sub, common) -> None:
         "atomic facts; with --official: all 4,000)",
     )
     option(g, GrokkingConfig, "checkpoint_every", type=positive_int, help="steps between analysed checkpoints")
-    g.add_argument(
-        "--eval-every",
+    option(
+        g,
+        GrokkingConfig,
+        "eval_every",
         type=positive_int,
-        default=GrokkingConfig.eval_every,
-        help="steps between accuracy evaluations, whose log gives the plateau (a divisor of --checkpoint-every; "
-        f"default: {GrokkingConfig.eval_every or 'the checkpoint interval'})",
+        help="steps between accuracy evaluations, whose log gives the plateau (a divisor of --checkpoint-every)",
     )
     option(g, GrokkingConfig, "n_entities", type=positive_int, help="entities of the world")
     option(g, GrokkingConfig, "n_relations", type=positive_int, help="relations of the world")
