@@ -29,9 +29,9 @@ from align_lens.worlds.two_hop_model import LOG_FILE, train_two_hop_model
 
 def table(folders: list[str]) -> str:
     lines = [
-        "| setting | φ | wd | lr | d_model | init scale | steps run | fit (train ≥ .99) | rise (held-out > .2) "
+        "| setting | φ | wd | lr | d_model | init scale | batch | steps run | fit (train ≥ .99) | rise (held-out > .2) "
         "| plateau / fit | grok (held-out ≥ .9) | final train / held-out / OOD |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for folder in folders:
         path = Path(folder)
@@ -44,7 +44,7 @@ def table(folders: list[str]) -> str:
         lr = f"{s['lr']} → {s['lr_final']:g}×" if s.get("lr_final", 1.0) != 1.0 else s["lr"]
         lines.append(
             f"| {path.name} | {s['n_train'] / (s.get('n_entities', 100) * s.get('n_relations', 20)):.1f} | {s['weight_decay']} | {lr} | {s['d_model']} | {s.get('init_scale', 1.0)} "
-            f"| {last['step']} / {s['steps']} | {p['fit']} | {p['rise']} | {ratio} | {p['grok']} "
+            f"| {s.get('batch_size', 256)} | {last['step']} / {s['steps']} | {p['fit']} | {p['rise']} | {ratio} | {p['grok']} "
             f"| {last['train']:.3f} / {last['heldout']:.3f} / {last['ood']:.3f} |"
         )
     return "\n".join(lines)
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--n-layers", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--init-scale", type=float, default=1.0, help="weight matrices × this at init (Omnigrok)")
     ap.add_argument(
         "--lr-final", type=float, default=1.0, help="cosine down to this × lr at the last step (1: constant)"
@@ -95,6 +96,7 @@ def main() -> None:
             "d_model",
             "n_layers",
             "init_scale",
+            "batch_size",
             "steps",
             "seed",
         )
@@ -113,6 +115,7 @@ def main() -> None:
         weight_decay=args.weight_decay,
         init_scale=args.init_scale,
         lr_final=args.lr_final,
+        batch_size=args.batch_size,
         seed=args.seed,
         threads=1,
         checkpoint_every=args.eval_every,

@@ -26,6 +26,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+class Given(argparse.Action):
+    """Store the value and record its dest in `namespace.given`, so that a preset (`--quick`) fills in only the
+    options the user did not give."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
 # ---- defaults from the library ------------------------------------------------------------------
 def default_of(source: type | Callable, name: str) -> Any:
     """Default of field `name` (dotted for nested configs, e.g. "align.epochs") of a dataclass, or of

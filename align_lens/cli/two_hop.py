@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import get_args
 
-from align_lens.cli.options import non_negative_int, option, positive_float, positive_int
+from align_lens.cli.options import Given, non_negative_int, option, positive_float, positive_int
 from align_lens.files import check_output_place
 
 
@@ -157,18 +157,26 @@ def add_grokking(sub, common) -> None:
         GrokkingConfig,
         "steps",
         type=positive_int,
+        action=Given,
         help="training steps of the implicit model (more than a trained seed has: extends it)",
     )
     option(g, GrokkingConfig, "lr", type=positive_float, help="learning rate of the implicit model")
-    option(g, GrokkingConfig, "weight_decay", help="AdamW weight decay of the implicit model")
-    option(g, GrokkingConfig, "init_scale", type=positive_float, help="weight matrices × this at init")
+    option(g, GrokkingConfig, "weight_decay", action=Given, help="AdamW weight decay of the implicit model")
+    option(g, GrokkingConfig, "init_scale", type=positive_float, action=Given, help="weight matrices × this at init")
     g.add_argument(
         "--world-train",
         type=positive_int,
         help=f"training compositions (default: {GrokkingConfig.world_train}, φ = N / (entities × relations) "
         "atomic facts; with --official: all 4,000)",
     )
-    option(g, GrokkingConfig, "checkpoint_every", type=positive_int, help="steps between analysed checkpoints")
+    option(
+        g,
+        GrokkingConfig,
+        "checkpoint_every",
+        type=positive_int,
+        action=Given,
+        help="steps between analysed checkpoints",
+    )
     option(
         g,
         GrokkingConfig,
@@ -189,7 +197,7 @@ def add_grokking(sub, common) -> None:
     g.add_argument(
         "--quick",
         action="store_true",
-        help=f"the short run (≤ 10 min on 2 cores): sets {', '.join(f'{k}={v}' for k, v in QUICK.items())}",
+        help=f"the short run (≤ 10 min on 2 cores): {', '.join(f'{k}={v}' for k, v in QUICK.items())} unless given",
     )
     g.add_argument("--progress", action="store_true", help="show progress bars")
     g.set_defaults(run=run_grokking)
@@ -221,7 +229,8 @@ def run_grokking(a: argparse.Namespace) -> int:
         threads=a.threads,
         progress=a.progress,
     )
-    rec = run_grokking(replace(cfg, **QUICK) if a.quick else cfg)
+    given = getattr(a, "given", set()) | ({"seeds"} if a.seeds else set())
+    rec = run_grokking(replace(cfg, **{k: v for k, v in QUICK.items() if k not in given}) if a.quick else cfg)
     summary = {s: {"plateau": r["plateau"]} for s, r in rec["seeds"].items()}
     print(json.dumps({"seeds": summary, "wall_s": rec["wall_s"]}, indent=1))
     print(f"wrote {Path(a.out) / 'grokking.json'} and {Path(a.out) / 'grokking.html'}")

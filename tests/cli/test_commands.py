@@ -351,6 +351,20 @@ def test_grokking_official_takes_the_layered_world_and_all_its_compositions(tmp_
     assert (seen[0].official, seen[0].world_train) == expected
 
 
+def test_grokking_quick_fills_in_only_the_options_not_given(tmp_path, monkeypatch):
+    import align_lens.worlds.grokking as grokking
+
+    seen = []
+    monkeypatch.setattr(grokking, "run_grokking", lambda cfg: seen.append(cfg) or {"seeds": {}, "wall_s": 0.0})
+    assert main(["grokking", "--out", str(tmp_path / "g"), "--quick"]) == 0
+    assert all(getattr(seen[0], k) == v for k, v in grokking.QUICK.items())
+    given = {"seeds": (3,), "steps": 123, "checkpoint_every": 41, "init_scale": 2.5, "weight_decay": 0.3}
+    assert set(grokking.QUICK) <= set(given)  # every preset value can be overridden from the command line
+    flags = [x for k in grokking.QUICK for x in (f"--{k.replace('_', '-')}", str(given[k]).strip("(,)"))]
+    assert main(["grokking", "--out", str(tmp_path / "g"), "--quick", *flags]) == 0
+    assert {k: getattr(seen[1], k) for k in grokking.QUICK} == {k: given[k] for k in grokking.QUICK}
+
+
 def test_hub_is_a_library_without_its_own_command_line():
     import align_lens.hub as hub
 
