@@ -142,6 +142,7 @@ def add_grokking(sub, common) -> None:
         "--seeds",
         type=non_negative_int,
         nargs="+",
+        action=Given,
         help=f"seeds, one model each (default: {' '.join(map(str, GrokkingConfig.seeds))}; with --model: 0)",
     )
     option(
@@ -229,7 +230,7 @@ def run_grokking(a: argparse.Namespace) -> int:
         threads=a.threads,
         progress=a.progress,
     )
-    given = getattr(a, "given", set()) | ({"seeds"} if a.seeds else set())
+    given = getattr(a, "given", set())
     rec = run_grokking(replace(cfg, **{k: v for k, v in QUICK.items() if k not in given}) if a.quick else cfg)
     summary = {s: {"plateau": r["plateau"]} for s, r in rec["seeds"].items()}
     print(json.dumps({"seeds": summary, "wall_s": rec["wall_s"]}, indent=1))
